@@ -1,0 +1,45 @@
+# sagascope — every entry point a person or CI uses. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo up test unit integration protos check-protos lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install sagascope with its dev tools
+
+demo: $(STAMP) ## start the stack on embedded defaults and run the demo scenarios
+	$(VENV)/bin/sagascope demo
+
+up: $(STAMP) ## start the three services locally (Ctrl-C stops them)
+	$(VENV)/bin/sagascope up
+
+protos: $(STAMP) ## regenerate the committed Python code from protos/
+	$(PY) -m services.tools.gen_protos
+
+test: $(STAMP) ## the test suite: lint, types, unit, integration (PostgreSQL tier when its binaries exist)
+	$(PY) -m services.tools.run_tests
+
+unit: $(STAMP) ## unit tests only
+	$(PY) -m pytest tests/unit -q
+
+integration: $(STAMP) ## integration tests only
+	$(PY) -m pytest tests/integration -q
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/mypy
+
+clean: ## remove the virtualenv and local state
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
