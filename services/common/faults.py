@@ -30,6 +30,7 @@ class Fault(StrEnum):
     PAYMENT_LATENCY = "payment_latency"  # payment sleeps SAGASCOPE_FAULT_LATENCY_MS first
     PAYMENT_UNREACHABLE = "payment_unreachable"  # order's payment client fails as if the host were down
     CONFIRM_FAILURE = "confirm_failure"  # order's final confirm step fails -> refund
+    CONFIRM_LATENCY = "confirm_latency"  # order's confirm step sleeps SAGASCOPE_FAULT_LATENCY_MS first
 
 
 @dataclass(frozen=True)
