@@ -1,0 +1,25 @@
+"""``python -m services.payment``: read the settings, run the payment service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.common.config import ConfigError
+from services.payment.server import serve
+from services.payment.settings import PaymentSettings
+from services.payment.store import MongoUnavailable
+
+
+def main() -> None:
+    try:
+        settings = PaymentSettings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"payment-service: configuration error: {exc}") from None
+    try:
+        asyncio.run(serve(settings))
+    except MongoUnavailable as exc:
+        raise SystemExit(f"payment-service: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
