@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from services.common.auth import Principal
-from services.common.errors import AlreadyExists, NotFound, PermissionDenied
+from services.common.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable
+from services.common.resilience import DownstreamUnavailable
 from services.common.saga.executor import SagaExecutor
 from services.order.repository import Item, OrderReader, OrderRow
-from services.order.saga import PENDING, OrderSagaState
+from services.order.saga import FAILED, PENDING, OrderSagaState
 
 ADMIN_ROLE = "orders.admin"
 
@@ -66,7 +67,7 @@ class OrderBook:
             idempotency_key=order.idempotency_key, request_hash=fingerprint, correlation_id=correlation_id,
         )
         try:
-            await self.executor.start(state.saga_id, state, correlation_id)
+            record, _ = await self.executor.start(state.saga_id, state, correlation_id)
         except IntegrityError:
             # A concurrent request with the same key won the insert; answer with its order.
             existing = await self.reader.find_by_key(order.customer_id, order.idempotency_key)
@@ -75,6 +76,14 @@ class OrderBook:
             return await self._replay(existing, fingerprint)
         placed = await self.reader.get(state.order_id)
         assert placed is not None
+        if isinstance(record.last_error, DownstreamUnavailable):
+            # An infrastructure failure is an error to the caller, not a business outcome.
+            outcome = (
+                f"order {placed.id} is FAILED until its refund can be made (recovery retries it)"
+                if placed.status == FAILED
+                else f"order {placed.id} was cancelled and nothing stays charged"
+            )
+            raise Unavailable(f"{record.last_error}; {outcome}; retry with a new idempotency_key")
         return placed
 
     async def _replay(self, existing: OrderRow, fingerprint: str) -> OrderRow:

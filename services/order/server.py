@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class OrderApp:
     def __init__(self, settings: OrderSettings, telemetry: Telemetry | None = None) -> None:
         self.settings = settings
-        self.telemetry = telemetry or Telemetry(service_name="order-service")
+        self.telemetry = telemetry or init_telemetry("order-service")
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
         sessions = async_sessionmaker(self.engine, expire_on_commit=False)

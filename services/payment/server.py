@@ -82,6 +82,7 @@ class PaymentApp:
 
 async def serve(settings: PaymentSettings) -> None:
     telemetry = init_telemetry("payment-service")
+    telemetry.instrument_pymongo()  # before the client exists: pymongo registers listeners at creation
     app = PaymentApp(settings, telemetry)
     try:
         await app.start()

@@ -145,6 +145,7 @@ class SagaExecutor(Generic[S]):
                 except Exception as exc:
                     reason, maybe_applied = _classify(step.name, exc)
                     step_scope.failed(reason, exc)
+                    record.last_error = exc
                     remote = not isinstance(step, LocalStep)
                     # A remote call whose effect is unknown is compensated too (by idempotency key).
                     start_at = index if (remote and maybe_applied) else index - 1
@@ -199,6 +200,7 @@ class SagaExecutor(Generic[S]):
                 except Exception as exc:
                     reason, _ = _classify(f"compensate {step.name}", exc)
                     comp_scope.failed(reason, exc)
+                    record.last_error = exc
                     await self._park(record, state, f"{record.failure_reason}; compensation pending: {reason}")
                     return
 

@@ -76,6 +76,8 @@ class SagaRecord:
     attempts: int = 0
     next_attempt_at: float = 0.0
     created_at: float = field(default_factory=time.time)
+    # In memory only: the exception that made this run compensate or park (for the caller's answer).
+    last_error: BaseException | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> SagaRecord:
