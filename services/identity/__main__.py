@@ -1,0 +1,23 @@
+"""``python -m services.identity``: read settings from the environment and serve."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from services.common.config import ConfigError
+from services.identity.server import serve
+from services.identity.settings import IdentitySettings
+
+
+def main() -> None:
+    try:
+        settings = IdentitySettings.from_env()
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"identity-service: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""A throwaway PostgreSQL cluster: initdb in a temp folder from the installed binaries.
+
+PostgreSQL refuses to run as root, so as root the cluster belongs to the
+``postgres`` system user (created by the Debian package) and commands run via
+``runuser``. The cluster listens on a free loopback port with trust auth and is
+removed afterwards.
+
+When no PostgreSQL binaries are installed the tier is skipped with the reason —
+unless ``SAGASCOPE_REQUIRE_POSTGRES=1`` (set by .ci/run), which makes it fail.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.cli.launcher import free_port
+
+RUN_AS = "postgres"
+
+
+def find_bin_dir() -> Path | None:
+    override = os.environ.get("SAGASCOPE_PG_BINDIR")
+    candidates = [override] if override else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def unavailable_reason() -> str | None:
+    if find_bin_dir() is None:
+        return "PostgreSQL server binaries (initdb) not found; install the postgresql package"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser, cannot start PostgreSQL as a non-root user"
+    return None
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", RUN_AS, "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """Yield a ``postgresql://`` URL of a fresh cluster with database ``sagascope``."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError(unavailable_reason() or "no PostgreSQL")
+    root = Path(tempfile.mkdtemp(prefix="sagascope-pg-"))
+    data = root / "data"
+    port = free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, RUN_AS, RUN_AS)
+    log = root / "server.log"
+    try:
+        subprocess.run(
+            _as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                       "--encoding=UTF8", "--no-sync"]),
+            check=True, capture_output=True, timeout=120,
+        )
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+        subprocess.run(
+            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
+                       "-t", "60", "start"]),
+            check=True, capture_output=True, timeout=90,
+        )
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not become ready: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        subprocess.run(
+            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "sagascope"],
+            check=True, capture_output=True, timeout=30,
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/sagascope"
+    finally:
+        subprocess.run(
+            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True, timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(cluster_url: str, name: str) -> str:
+    """A new empty database in the cluster (one per test, so tests stay independent)."""
+    bin_dir = find_bin_dir()
+    assert bin_dir is not None
+    base, _, _ = cluster_url.rpartition("/")
+    host_port = base.split("@", 1)[1]
+    host, port = host_port.split(":")
+    subprocess.run(
+        [str(bin_dir / "createdb"), "-h", host, "-p", port, "-U", "postgres", name],
+        check=True, capture_output=True, timeout=30,
+    )
+    return f"{base}/{name}"
