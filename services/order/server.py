@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sagascope.orders.v1 import orders_pb2_grpc
 from services.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
-from services.common.faults import FaultHeaderInterceptor, FaultInjector, FaultSettings
+from services.common.faults import FaultHeaderInterceptor, FaultInjector
 from services.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from services.common.saga.executor import SagaExecutor
 from services.common.saga.recovery import RecoveryWorker
@@ -38,7 +38,7 @@ class OrderApp:
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
         sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.faults = FaultInjector(FaultSettings.from_env())
+        self.faults = FaultInjector(settings.faults)
         self._payment_channel = grpc.aio.insecure_channel(
             settings.payment_target, interceptors=self.telemetry.client_interceptors()
         )

@@ -21,6 +21,7 @@
 | ORDER_IDEMPOTENCY_WAIT_SECONDS | 5 | how long a repeated CreateOrder waits for the first one's saga to finish |
 | ORDER_INSTANCE_ID | host-pid-random | this replica's name in saga leases |
 | ORDER_JWKS_URL / ORDER_JWT_ISSUER / ORDER_JWT_AUDIENCE | identity defaults | token verification |
+| SAGASCOPE_FAULTS_ENABLED / SAGASCOPE_FAULTS / SAGASCOPE_FAULT_LATENCY_MS | off | fault injection (services/common/faults.py) |
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.auth import AuthSettings
 from services.common.config import ConfigError, deployment_environment, env_bool, env_float, env_int, env_str
+from services.common.faults import FaultSettings
 
 DEV_SERVICE_PASSWORD = "order-service-dev-secret"  # DEVELOPMENT ONLY (matches demo_users.json)
 
@@ -57,6 +59,7 @@ class OrderSettings:
     idempotency_wait_s: float
     instance_id: str
     auth: AuthSettings
+    faults: FaultSettings = field(default_factory=FaultSettings)
 
     @classmethod
     def from_env(cls) -> OrderSettings:
@@ -85,4 +88,5 @@ class OrderSettings:
                 "ORDER_INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
             ),
             auth=AuthSettings.from_env("ORDER"),
+            faults=FaultSettings.from_env(),
         )

@@ -29,6 +29,9 @@ from services.common.saga.store import LeaseLost, SagaRecord, SagaStatus, SagaSt
 S = TypeVar("S")
 log = logging.getLogger(__name__)
 
+# Joins why the saga compensates and why its compensation is stuck, in failure_reason.
+PENDING_MARK = "; compensation pending: "
+
 # Backoff for retrying a stuck compensation: 1 s, 2 s, 4 s ... capped.
 STUCK_RETRY_MAX_S = 60.0
 
@@ -201,7 +204,8 @@ class SagaExecutor(Generic[S]):
                     reason, _ = _classify(f"compensate {step.name}", exc)
                     comp_scope.failed(reason, exc)
                     record.last_error = exc
-                    await self._park(record, state, f"{record.failure_reason}; compensation pending: {reason}")
+                    original = record.failure_reason.split(PENDING_MARK, 1)[0]
+                    await self._park(record, state, f"{original}{PENDING_MARK}{reason}")
                     return
 
     def _compensated(self, record: SagaRecord, state: S, next_index: int) -> None:
