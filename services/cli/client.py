@@ -44,7 +44,9 @@ class OrderClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    def _metadata(self, inject: tuple[str, ...] = (), correlation_id: str = "") -> tuple[tuple[str, str], ...]:
+    def _metadata(
+        self, inject: tuple[str, ...] = (), correlation_id: str = ""
+    ) -> tuple[tuple[str, str], ...]:
         md: list[tuple[str, str]] = [("authorization", f"Bearer {self._token}")]
         if inject:
             md.append((faults.HEADER, ",".join(inject)))
@@ -53,11 +55,16 @@ class OrderClient:
         return tuple(md)
 
     async def create_order(
-        self, request: orders_pb2.CreateOrderRequest, inject: tuple[str, ...] = (), timeout: float = 30.0,
+        self,
+        request: orders_pb2.CreateOrderRequest,
+        inject: tuple[str, ...] = (),
+        timeout: float = 30.0,
         correlation_id: str = "",
     ) -> OrderResult:
         started = time.perf_counter()
-        call = self._stub.CreateOrder(request, metadata=self._metadata(inject, correlation_id), timeout=timeout)
+        call = self._stub.CreateOrder(
+            request, metadata=self._metadata(inject, correlation_id), timeout=timeout
+        )
         try:
             reply = await call
             order, code, message = reply.order, grpc.StatusCode.OK, ""
@@ -76,10 +83,17 @@ class OrderClient:
 
 
 def order_request(
-    customer_id: str, key: str, *, amount_minor: int = 4999, quantity: int = 1, sku: str = "SKU-DEMO-1",
+    customer_id: str,
+    key: str,
+    *,
+    amount_minor: int = 4999,
+    quantity: int = 1,
+    sku: str = "SKU-DEMO-1",
     currency: str = "EUR",
 ) -> orders_pb2.CreateOrderRequest:
     return orders_pb2.CreateOrderRequest(
-        customer_id=customer_id, currency=currency, idempotency_key=key,
+        customer_id=customer_id,
+        currency=currency,
+        idempotency_key=key,
         items=[orders_pb2.OrderItem(sku=sku, quantity=quantity, unit_price_minor=amount_minor)],
     )

@@ -43,14 +43,19 @@ class Ports:
     @classmethod
     def from_env(cls) -> Ports:
         """The documented defaults, overridden by the services' own *_PORT variables."""
+
         def pick(name: str, default: int) -> int:
             return int(os.environ.get(name) or default)
 
         return cls(
-            identity_grpc=pick("IDENTITY_GRPC_PORT", 50051), identity_http=pick("IDENTITY_HTTP_PORT", 8081),
-            identity_metrics=pick("IDENTITY_METRICS_PORT", 9101), order_grpc=pick("ORDER_GRPC_PORT", 50052),
-            order_metrics=pick("ORDER_METRICS_PORT", 9102), payment_grpc=pick("PAYMENT_GRPC_PORT", 50053),
-            payment_metrics=pick("PAYMENT_METRICS_PORT", 9103), mongo=pick("SAGASCOPE_MONGO_PORT", 27017),
+            identity_grpc=pick("IDENTITY_GRPC_PORT", 50051),
+            identity_http=pick("IDENTITY_HTTP_PORT", 8081),
+            identity_metrics=pick("IDENTITY_METRICS_PORT", 9101),
+            order_grpc=pick("ORDER_GRPC_PORT", 50052),
+            order_metrics=pick("ORDER_METRICS_PORT", 9102),
+            payment_grpc=pick("PAYMENT_GRPC_PORT", 50053),
+            payment_metrics=pick("PAYMENT_METRICS_PORT", 9103),
+            mongo=pick("SAGASCOPE_MONGO_PORT", 27017),
         )
 
     @classmethod
@@ -73,7 +78,11 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal goes to us; we stop children in order
         )
         log.close()
@@ -118,12 +127,17 @@ class LocalStack:
         p = self.ports
         mongo_url = self.mongo_url or f"mongodb://127.0.0.1:{p.mongo}"
         service_env = {
-            "IDENTITY_GRPC_PORT": str(p.identity_grpc), "IDENTITY_HTTP_PORT": str(p.identity_http),
+            "IDENTITY_GRPC_PORT": str(p.identity_grpc),
+            "IDENTITY_HTTP_PORT": str(p.identity_http),
             "IDENTITY_METRICS_PORT": str(p.identity_metrics),
-            "IDENTITY_KEYS_DIR": os.environ.get("IDENTITY_KEYS_DIR", str(self.state_dir / "identity" / "keys")),
-            "PAYMENT_GRPC_PORT": str(p.payment_grpc), "PAYMENT_METRICS_PORT": str(p.payment_metrics),
+            "IDENTITY_KEYS_DIR": os.environ.get(
+                "IDENTITY_KEYS_DIR", str(self.state_dir / "identity" / "keys")
+            ),
+            "PAYMENT_GRPC_PORT": str(p.payment_grpc),
+            "PAYMENT_METRICS_PORT": str(p.payment_metrics),
             "PAYMENT_MONGO_URL": mongo_url,
-            "ORDER_GRPC_PORT": str(p.order_grpc), "ORDER_METRICS_PORT": str(p.order_metrics),
+            "ORDER_GRPC_PORT": str(p.order_grpc),
+            "ORDER_METRICS_PORT": str(p.order_metrics),
             "ORDER_PAYMENT_TARGET": f"127.0.0.1:{p.payment_grpc}",
             "ORDER_IDENTITY_TARGET": f"127.0.0.1:{p.identity_grpc}",
             "ORDER_DATABASE_URL": self.database_url
@@ -139,10 +153,23 @@ class LocalStack:
             mongo_dir.mkdir(parents=True, exist_ok=True)
             self.processes["mongo"] = ManagedProcess(
                 "mongo",
-                [str(Path(python).with_name("nx-27017")), "--host", "127.0.0.1", "-p", str(p.mongo),
-                 "--db", str(mongo_dir / "payments.db"), "--log-file", str(logs / "nx-27017.server.log"),
-                 "--pid-file", str(mongo_dir / "nx-27017.pid")],
-                dict(base_env), logs / "nx-27017.log", None, tcp_port=p.mongo,
+                [
+                    str(Path(python).with_name("nx-27017")),
+                    "--host",
+                    "127.0.0.1",
+                    "-p",
+                    str(p.mongo),
+                    "--db",
+                    str(mongo_dir / "payments.db"),
+                    "--log-file",
+                    str(logs / "nx-27017.server.log"),
+                    "--pid-file",
+                    str(mongo_dir / "nx-27017.pid"),
+                ],
+                dict(base_env),
+                logs / "nx-27017.log",
+                None,
+                tcp_port=p.mongo,
             )
         for name, module, port in (
             ("identity", "services.identity", p.identity_grpc),
@@ -175,7 +202,9 @@ class LocalStack:
             if await self._healthy(proc):
                 return
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"{name} was not healthy within {timeout:.0f}s; its log ends with:\n{proc.log_tail()}")
+        raise TimeoutError(
+            f"{name} was not healthy within {timeout:.0f}s; its log ends with:\n{proc.log_tail()}"
+        )
 
     async def _healthy(self, proc: ManagedProcess) -> bool:
         if proc.health_target is None:

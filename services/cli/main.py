@@ -21,19 +21,29 @@ def _print(message: str) -> None:
 
 def _describe(stack: LocalStack) -> str:
     p = stack.ports
-    return "\n".join([
-        f"  identity  gRPC 127.0.0.1:{p.identity_grpc}  HTTP http://127.0.0.1:{p.identity_http}  "
-        f"metrics http://127.0.0.1:{p.identity_metrics}/metrics",
-        f"  order     gRPC 127.0.0.1:{p.order_grpc}  metrics http://127.0.0.1:{p.order_metrics}/metrics",
-        f"  payment   gRPC 127.0.0.1:{p.payment_grpc}  metrics http://127.0.0.1:{p.payment_metrics}/metrics",
-        f"  mongo     {'mongodb://127.0.0.1:' + str(p.mongo) + ' (nx-27017)' if 'mongo' in stack.processes else '-'}",
-        f"  logs      {stack.state_dir / 'logs'}",
-    ])
+    return "\n".join(
+        [
+            f"  identity  gRPC 127.0.0.1:{p.identity_grpc}  HTTP http://127.0.0.1:{p.identity_http}  "
+            f"metrics http://127.0.0.1:{p.identity_metrics}/metrics",
+            f"  order     gRPC 127.0.0.1:{p.order_grpc}  metrics http://127.0.0.1:{p.order_metrics}/metrics",
+            f"  payment   gRPC 127.0.0.1:{p.payment_grpc}  metrics http://127.0.0.1:{p.payment_metrics}/metrics",
+            f"  mongo     {_mongo_line(stack)}",
+            f"  logs      {stack.state_dir / 'logs'}",
+        ]
+    )
+
+
+def _mongo_line(stack: LocalStack) -> str:
+    if "mongo" not in stack.processes:
+        return os.environ.get("PAYMENT_MONGO_URL", "-")
+    return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
 
 
 def _stack(faults: bool) -> LocalStack:
     extra = {"SAGASCOPE_FAULTS_ENABLED": "true"} if faults else {}
-    return LocalStack(STATE_DIR, Ports.from_env(), extra_env=extra, mongo_url=os.environ.get("PAYMENT_MONGO_URL"))
+    return LocalStack(
+        STATE_DIR, Ports.from_env(), extra_env=extra, mongo_url=os.environ.get("PAYMENT_MONGO_URL")
+    )
 
 
 async def cmd_up(args: argparse.Namespace) -> int:
@@ -67,8 +77,14 @@ async def cmd_order(args: argparse.Namespace) -> int:
     client = OrderClient(args.target, token)
     try:
         result = await client.create_order(
-            order_request(args.customer or args.user, args.key or f"cli-{uuid.uuid4().hex[:12]}",
-                          amount_minor=args.price, quantity=args.quantity, sku=args.sku, currency=args.currency),
+            order_request(
+                args.customer or args.user,
+                args.key or f"cli-{uuid.uuid4().hex[:12]}",
+                amount_minor=args.price,
+                quantity=args.quantity,
+                sku=args.sku,
+                currency=args.currency,
+            ),
             inject=tuple(args.fault or ()),
         )
     finally:
@@ -93,7 +109,9 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     stack = _stack(faults=True)
     started_here = False
     if await grpc_serving(stack.order_target):
-        _print(f"reusing the running stack at {stack.order_target} (it must run with SAGASCOPE_FAULTS_ENABLED=true)")
+        _print(
+            f"reusing the running stack at {stack.order_target} (it must run with SAGASCOPE_FAULTS_ENABLED=true)"
+        )
     else:
         _print("starting the stack (identity, payment on nx-27017, order on SQLite) ...")
         try:
@@ -112,7 +130,14 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         if compensated and compensated.correlation_id and not args.no_trace:
             await _show_saga(compensated.correlation_id)
         failed = [o.scenario for o in outcomes if not o.ok]
-        _print("\n" + (f"unexpected outcomes: {', '.join(failed)}" if failed else "all 5 scenarios behaved as expected."))
+        _print(
+            "\n"
+            + (
+                f"unexpected outcomes: {', '.join(failed)}"
+                if failed
+                else "all 5 scenarios behaved as expected."
+            )
+        )
         return 1 if failed else 0
     finally:
         if started_here:
@@ -159,10 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the three services locally (SQLite + nx-27017); Ctrl-C stops them")
-    up.add_argument("--faults", action="store_true", help="enable fault injection (SAGASCOPE_FAULTS_ENABLED=true)")
+    up.add_argument(
+        "--faults", action="store_true", help="enable fault injection (SAGASCOPE_FAULTS_ENABLED=true)"
+    )
     up.set_defaults(run=cmd_up)
 
-    order = sub.add_parser("order", help="log in and place one order; prints the result and its correlation id")
+    order = sub.add_parser(
+        "order", help="log in and place one order; prints the result and its correlation id"
+    )
     order.add_argument("--target", default=f"127.0.0.1:{Ports.from_env().order_grpc}")
     order.add_argument("--identity", default=f"127.0.0.1:{Ports.from_env().identity_grpc}")
     order.add_argument("--user", default="alice")
@@ -173,18 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     order.add_argument("--price", type=int, default=4999, help="unit price in minor units (4999 = 49.99)")
     order.add_argument("--currency", default="EUR")
     order.add_argument("--key", help="idempotency key (default: a new one)")
-    order.add_argument("--fault", action="append", help="ask for a fault: confirm_failure, payment_decline, ...")
+    order.add_argument(
+        "--fault", action="append", help="ask for a fault: confirm_failure, payment_decline, ..."
+    )
     order.set_defaults(run=cmd_order)
 
     demo = sub.add_parser("demo", help="start (or reuse) the stack and run the five saga scenarios")
     demo.add_argument("--no-trace", action="store_true", help="skip the trace and log view at the end")
     demo.set_defaults(run=cmd_demo)
 
-    trace = sub.add_parser("trace", help="print a saga's trace tree (Jaeger if JAEGER_URL is set, else local files)")
+    trace = sub.add_parser(
+        "trace", help="print a saga's trace tree (Jaeger if JAEGER_URL is set, else local files)"
+    )
     trace.add_argument("id", help="order id or correlation id")
     trace.set_defaults(run=cmd_trace)
 
-    logs = sub.add_parser("logs", help="print a saga's logs (Elasticsearch if ELASTICSEARCH_URL is set, else files)")
+    logs = sub.add_parser(
+        "logs", help="print a saga's logs (Elasticsearch if ELASTICSEARCH_URL is set, else files)"
+    )
     logs.add_argument("correlation_id")
     logs.set_defaults(run=cmd_logs)
     return parser

@@ -150,7 +150,9 @@ class Downstream:
                 cause = exc.__cause__
                 if cause is None:  # open: nothing was sent this time
                     raise DownstreamUnavailable(
-                        self.target, "circuit breaker open; failing fast", grpc.StatusCode.UNAVAILABLE,
+                        self.target,
+                        "circuit breaker open; failing fast",
+                        grpc.StatusCode.UNAVAILABLE,
                         maybe_applied,
                     ) from exc
                 # This attempt tripped the breaker: report what actually happened to it.

@@ -26,7 +26,9 @@ def async_url(url: str) -> str:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    raise ConfigError(f"ORDER_DATABASE_URL: unsupported database {backend!r}; use postgresql:// or sqlite:///")
+    raise ConfigError(
+        f"ORDER_DATABASE_URL: unsupported database {backend!r}; use postgresql:// or sqlite:///"
+    )
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:

@@ -34,7 +34,8 @@ class NewOrder:
 
     def fingerprint(self) -> str:
         body = {
-            "customer_id": self.customer_id, "currency": self.currency,
+            "customer_id": self.customer_id,
+            "currency": self.currency,
             "items": [[i.sku, i.quantity, i.unit_price_minor] for i in self.items],
         }
         return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
@@ -60,11 +61,18 @@ class OrderBook:
         if existing is not None:
             return await self._replay(existing, fingerprint)
         state = OrderSagaState(
-            order_id=f"ord_{uuid.uuid4().hex}", saga_id=f"saga_{uuid.uuid4().hex}",
-            customer_id=order.customer_id, currency=order.currency, total_minor=order.total_minor,
-            items=[{"sku": i.sku, "quantity": i.quantity, "unit_price_minor": i.unit_price_minor}
-                   for i in order.items],
-            idempotency_key=order.idempotency_key, request_hash=fingerprint, correlation_id=correlation_id,
+            order_id=f"ord_{uuid.uuid4().hex}",
+            saga_id=f"saga_{uuid.uuid4().hex}",
+            customer_id=order.customer_id,
+            currency=order.currency,
+            total_minor=order.total_minor,
+            items=[
+                {"sku": i.sku, "quantity": i.quantity, "unit_price_minor": i.unit_price_minor}
+                for i in order.items
+            ],
+            idempotency_key=order.idempotency_key,
+            request_hash=fingerprint,
+            correlation_id=correlation_id,
         )
         try:
             record, _ = await self.executor.start(state.saga_id, state, correlation_id)
@@ -111,4 +119,4 @@ class OrderBook:
         self, principal: Principal, status: str | None, page_size: int, page_token: str
     ) -> tuple[list[OrderRow], str]:
         customer = None if ADMIN_ROLE in principal.roles else principal.subject
-        return await self.reader.list(customer, status, page_size, page_token)
+        return await self.reader.page(customer, status, page_size, page_token)

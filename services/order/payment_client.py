@@ -16,7 +16,10 @@ from services.common.resilience import Downstream, DownstreamUnavailable, NotSen
 
 class PaymentParticipant:
     def __init__(
-        self, channel: grpc.aio.Channel, downstream: Downstream, tokens: ServiceTokenSource,
+        self,
+        channel: grpc.aio.Channel,
+        downstream: Downstream,
+        tokens: ServiceTokenSource,
         faults: FaultInjector,
     ) -> None:
         self._stub = payments_pb2_grpc.PaymentServiceStub(channel)
@@ -36,8 +39,10 @@ class PaymentParticipant:
     ) -> payments_pb2.Payment:
         """Refund by payment id, or by the charge's idempotency key when its reply was lost."""
         request = payments_pb2.RefundPaymentRequest(
-            payment_id=payment_id, charge_idempotency_key="" if payment_id else charge_key,
-            idempotency_key=key, reason=reason[:500],
+            payment_id=payment_id,
+            charge_idempotency_key="" if payment_id else charge_key,
+            idempotency_key=key,
+            reason=reason[:500],
         )
         reply = await self._call(self._stub.RefundPayment, request)
         return reply.payment
@@ -48,7 +53,10 @@ class PaymentParticipant:
         except Exception as exc:
             # Nothing reached payment: the call is certainly not applied.
             raise DownstreamUnavailable(
-                "identity-service", f"no service token: {exc}", grpc.StatusCode.UNAVAILABLE, maybe_applied=False
+                "identity-service",
+                f"no service token: {exc}",
+                grpc.StatusCode.UNAVAILABLE,
+                maybe_applied=False,
             ) from exc
         metadata = auth + correlation.outgoing_metadata() + self._faults.outgoing_metadata()
 

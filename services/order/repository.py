@@ -51,18 +51,31 @@ def _aware(value: datetime) -> datetime:
 async def insert_order(session: AsyncSession, row: OrderRow) -> None:
     await session.execute(
         insert(orders).values(
-            id=row.id, customer_id=row.customer_id, currency=row.currency, total_minor=row.total_minor,
-            status=row.status, payment_id=row.payment_id, failure_reason=row.failure_reason,
-            correlation_id=row.correlation_id, idempotency_key=row.idempotency_key,
-            request_hash=row.request_hash, saga_id=row.saga_id, created_at=row.created_at,
+            id=row.id,
+            customer_id=row.customer_id,
+            currency=row.currency,
+            total_minor=row.total_minor,
+            status=row.status,
+            payment_id=row.payment_id,
+            failure_reason=row.failure_reason,
+            correlation_id=row.correlation_id,
+            idempotency_key=row.idempotency_key,
+            request_hash=row.request_hash,
+            saga_id=row.saga_id,
+            created_at=row.created_at,
             updated_at=row.updated_at,
         )
     )
     await session.execute(
         insert(order_items),
         [
-            {"order_id": row.id, "line": i, "sku": it.sku, "quantity": it.quantity,
-             "unit_price_minor": it.unit_price_minor}
+            {
+                "order_id": row.id,
+                "line": i,
+                "sku": it.sku,
+                "quantity": it.quantity,
+                "unit_price_minor": it.unit_price_minor,
+            }
             for i, it in enumerate(row.items)
         ],
     )
@@ -93,7 +106,7 @@ class OrderReader:
         )
         return rows[0] if rows else None
 
-    async def list(
+    async def page(
         self, customer_id: str | None, status: str | None, page_size: int, page_token: str
     ) -> tuple[list[OrderRow], str]:
         """Newest first, keyset-paginated on (created_at, id) so pages stay stable under inserts."""
@@ -105,8 +118,10 @@ class OrderReader:
         if page_token:
             created_at, last_id = decode_page_token(page_token)
             conditions.append(
-                or_(orders.c.created_at < created_at,
-                    and_(orders.c.created_at == created_at, orders.c.id < last_id))
+                or_(
+                    orders.c.created_at < created_at,
+                    and_(orders.c.created_at == created_at, orders.c.id < last_id),
+                )
             )
         rows = await self._load(and_(*conditions) if conditions else None, limit=page_size + 1)
         if len(rows) > page_size:
@@ -134,11 +149,20 @@ class OrderReader:
             items.setdefault(it.order_id, []).append(Item(it.sku, it.quantity, it.unit_price_minor))
         return [
             OrderRow(
-                id=r.id, customer_id=r.customer_id, currency=r.currency, total_minor=r.total_minor,
-                status=r.status, payment_id=r.payment_id, failure_reason=r.failure_reason,
-                correlation_id=r.correlation_id, idempotency_key=r.idempotency_key,
-                request_hash=r.request_hash, saga_id=r.saga_id, created_at=_aware(r.created_at),
-                updated_at=_aware(r.updated_at), items=tuple(items.get(r.id, ())),
+                id=r.id,
+                customer_id=r.customer_id,
+                currency=r.currency,
+                total_minor=r.total_minor,
+                status=r.status,
+                payment_id=r.payment_id,
+                failure_reason=r.failure_reason,
+                correlation_id=r.correlation_id,
+                idempotency_key=r.idempotency_key,
+                request_hash=r.request_hash,
+                saga_id=r.saga_id,
+                created_at=_aware(r.created_at),
+                updated_at=_aware(r.updated_at),
+                items=tuple(items.get(r.id, ())),
             )
             for r in order_rows
         ]

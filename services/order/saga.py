@@ -73,10 +73,19 @@ class OrderSagaSteps:
         await repository.insert_order(
             session,
             OrderRow(
-                id=state.order_id, customer_id=state.customer_id, currency=state.currency,
-                total_minor=state.total_minor, status=PENDING, payment_id="", failure_reason="",
-                correlation_id=state.correlation_id, idempotency_key=state.idempotency_key,
-                request_hash=state.request_hash, saga_id=state.saga_id, created_at=stamp, updated_at=stamp,
+                id=state.order_id,
+                customer_id=state.customer_id,
+                currency=state.currency,
+                total_minor=state.total_minor,
+                status=PENDING,
+                payment_id="",
+                failure_reason="",
+                correlation_id=state.correlation_id,
+                idempotency_key=state.idempotency_key,
+                request_hash=state.request_hash,
+                saga_id=state.saga_id,
+                created_at=stamp,
+                updated_at=stamp,
                 items=tuple(Item(**item) for item in state.items),
             ),
         )
@@ -87,7 +96,9 @@ class OrderSagaSteps:
         )
 
     async def charge(self, state: OrderSagaState, call: CallContext) -> None:
-        payment = await self.payments.charge(state.order_id, state.total_minor, state.currency, call.idempotency_key)
+        payment = await self.payments.charge(
+            state.order_id, state.total_minor, state.currency, call.idempotency_key
+        )
         if payment.status == payments_pb2.PAYMENT_STATUS_DECLINED:
             raise StepFailed(f"payment declined: {payment.decline_reason}")
         if payment.status != payments_pb2.PAYMENT_STATUS_CHARGED:
@@ -97,7 +108,9 @@ class OrderSagaSteps:
     async def refund(self, state: OrderSagaState, call: CallContext) -> None:
         try:
             payment = await self.payments.refund(
-                payment_id=state.payment_id, charge_key=call.action_key, key=call.idempotency_key,
+                payment_id=state.payment_id,
+                charge_key=call.action_key,
+                key=call.idempotency_key,
                 reason=call.reason,
             )
         except DownstreamRejected as exc:

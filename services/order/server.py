@@ -46,16 +46,22 @@ class OrderApp:
             self._payment_channel,
             Downstream(
                 "payment-service",
-                RetryPolicy(attempt_timeout_s=settings.payment_timeout_s, max_attempts=settings.payment_max_attempts),
+                RetryPolicy(
+                    attempt_timeout_s=settings.payment_timeout_s, max_attempts=settings.payment_max_attempts
+                ),
                 BreakerPolicy(fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_s),
                 self.telemetry.resilience_events(),
             ),
-            ServiceTokenSource(settings.identity_target, settings.service_username, settings.service_password),
+            ServiceTokenSource(
+                settings.identity_target, settings.service_username, settings.service_password
+            ),
             self.faults,
         )
         self.store = SagaStore(sessions, settings.instance_id, settings.lease_seconds)
         self.executor = SagaExecutor(
-            create_order_saga(OrderSagaSteps(self.payments, self.faults)), self.store, self.telemetry.saga_observer
+            create_order_saga(OrderSagaSteps(self.payments, self.faults)),
+            self.store,
+            self.telemetry.saga_observer,
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
         book = OrderBook(self.executor, OrderReader(sessions), settings.idempotency_wait_s)

@@ -49,7 +49,9 @@ def parse_new_order(request: orders_pb2.CreateOrderRequest) -> NewOrder:
         items.append(Item(item.sku, item.quantity, item.unit_price_minor))
     order = NewOrder(request.customer_id, tuple(items), request.currency, request.idempotency_key)
     if order.total_minor > MAX_AMOUNT_MINOR:
-        raise InvalidArgument("items", f"the order total {order.total_minor} exceeds {MAX_AMOUNT_MINOR} minor units")
+        raise InvalidArgument(
+            "items", f"the order total {order.total_minor} exceeds {MAX_AMOUNT_MINOR} minor units"
+        )
     return order
 
 
@@ -58,12 +60,22 @@ def to_proto(row: OrderRow) -> orders_pb2.Order:
     created.FromDatetime(row.created_at)
     updated.FromDatetime(row.updated_at)
     return orders_pb2.Order(
-        id=row.id, customer_id=row.customer_id, currency=row.currency, total_minor=row.total_minor,
-        status=_STATUS_TO_PROTO[row.status], payment_id=row.payment_id, failure_reason=row.failure_reason,
-        correlation_id=row.correlation_id, idempotency_key=row.idempotency_key, saga_id=row.saga_id,
-        created_at=created, updated_at=updated,
-        items=[orders_pb2.OrderItem(sku=i.sku, quantity=i.quantity, unit_price_minor=i.unit_price_minor)
-               for i in row.items],
+        id=row.id,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        total_minor=row.total_minor,
+        status=_STATUS_TO_PROTO[row.status],
+        payment_id=row.payment_id,
+        failure_reason=row.failure_reason,
+        correlation_id=row.correlation_id,
+        idempotency_key=row.idempotency_key,
+        saga_id=row.saga_id,
+        created_at=created,
+        updated_at=updated,
+        items=[
+            orders_pb2.OrderItem(sku=i.sku, quantity=i.quantity, unit_price_minor=i.unit_price_minor)
+            for i in row.items
+        ],
     )
 
 

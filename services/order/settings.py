@@ -5,7 +5,7 @@
 | ORDER_HOST | 127.0.0.1 | listen address |
 | ORDER_GRPC_PORT | 50052 | gRPC port |
 | ORDER_METRICS_PORT | 9102 | Prometheus /metrics port (0 = off) |
-| ORDER_DATABASE_URL | sqlite:///var/order/orders.db | SQLAlchemy URL; `postgresql://...` uses asyncpg, `sqlite:///...` aiosqlite |
+| ORDER_DATABASE_URL | sqlite:///var/order/orders.db | `postgresql://...` (asyncpg) or `sqlite:///...` (aiosqlite) |
 | ORDER_DB_MIGRATE | true | run Alembic migrations to head at start-up |
 | ORDER_DB_POOL_SIZE | 10 | connection pool size (PostgreSQL) |
 | ORDER_PAYMENT_TARGET | 127.0.0.1:50053 | payment service address |
@@ -21,7 +21,7 @@
 | ORDER_IDEMPOTENCY_WAIT_SECONDS | 5 | how long a repeated CreateOrder waits for the first one's saga to finish |
 | ORDER_INSTANCE_ID | host-pid-random | this replica's name in saga leases |
 | ORDER_JWKS_URL / ORDER_JWT_ISSUER / ORDER_JWT_AUDIENCE | identity defaults | token verification |
-| SAGASCOPE_FAULTS_ENABLED / SAGASCOPE_FAULTS / SAGASCOPE_FAULT_LATENCY_MS | off | fault injection (services/common/faults.py) |
+| SAGASCOPE_FAULTS_ENABLED / SAGASCOPE_FAULTS / SAGASCOPE_FAULT_LATENCY_MS | off | fault injection (faults.py) |
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ class OrderSettings:
     def from_env(cls) -> OrderSettings:
         password = env_str("ORDER_SERVICE_PASSWORD", DEV_SERVICE_PASSWORD)
         if password == DEV_SERVICE_PASSWORD and deployment_environment() != "development":
-            raise ConfigError("ORDER_SERVICE_PASSWORD must be set outside development (the default is a dev secret)")
+            raise ConfigError(
+                "ORDER_SERVICE_PASSWORD must be set outside development (the default is a dev secret)"
+            )
         return cls(
             host=env_str("ORDER_HOST", "127.0.0.1"),
             grpc_port=env_int("ORDER_GRPC_PORT", 50052),

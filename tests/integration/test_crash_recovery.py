@@ -21,11 +21,16 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 async def stack(tmp_path, database_url):
     stack = LocalStack(
-        tmp_path / "stack", Ports.free(), database_url=database_url,
+        tmp_path / "stack",
+        Ports.free(),
+        database_url=database_url,
         extra_env={
-            "SAGASCOPE_FAULTS_ENABLED": "true", "SAGASCOPE_FAULT_LATENCY_MS": "3000",
-            "ORDER_SAGA_LEASE_SECONDS": "2", "ORDER_RECOVERY_INTERVAL_SECONDS": "0.5",
-            "ORDER_PAYMENT_TIMEOUT_SECONDS": "10", "SAGASCOPE_TELEMETRY_DIR": str(tmp_path / "telemetry"),
+            "SAGASCOPE_FAULTS_ENABLED": "true",
+            "SAGASCOPE_FAULT_LATENCY_MS": "3000",
+            "ORDER_SAGA_LEASE_SECONDS": "2",
+            "ORDER_RECOVERY_INTERVAL_SECONDS": "0.5",
+            "ORDER_PAYMENT_TIMEOUT_SECONDS": "10",
+            "SAGASCOPE_TELEMETRY_DIR": str(tmp_path / "telemetry"),
         },
     )
     await stack.start()
@@ -37,7 +42,8 @@ async def stack(tmp_path, database_url):
 
 async def charged_payments(stack: LocalStack) -> list[dict[str, Any]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        f"mongodb://127.0.0.1:{stack.ports.mongo}/?directConnection=true")
+        f"mongodb://127.0.0.1:{stack.ports.mongo}/?directConnection=true"
+    )
     try:
         return await client["payments"]["payments"].find({}).to_list()
     finally:
@@ -57,7 +63,9 @@ async def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-unt
 async def crash_and_recover(stack: LocalStack, fault: str, crash_when) -> tuple[orders_pb2.Order, list]:  # type: ignore[no-untyped-def]
     token = await login(stack.identity_target, "alice", "alice-dev-password")
     client = OrderClient(stack.order_target, token)
-    placing = asyncio.create_task(client.create_order(order_request("alice", f"crash-{fault}"), inject=(fault,)))
+    placing = asyncio.create_task(
+        client.create_order(order_request("alice", f"crash-{fault}"), inject=(fault,))
+    )
     order_id = await wait_for(lambda: crash_when(stack), 30, f"the saga to reach the crash point ({fault})")
     stack.kill("order")
     result = await placing
@@ -67,6 +75,7 @@ async def crash_and_recover(stack: LocalStack, fault: str, crash_when) -> tuple[
     await stack.start_one("order")
     client = OrderClient(stack.order_target, token)
     try:
+
         async def finished() -> orders_pb2.Order | None:
             order = await client.get_order(order_id)
             return order if order.status != orders_pb2.ORDER_STATUS_PENDING else None

@@ -38,9 +38,14 @@ async def test_happy_path_completes_with_one_charge_and_returns_the_correlation_
     assert order.total_minor == 5000 and order.currency == "EUR"
     assert order.correlation_id and headers["x-correlation-id"] == order.correlation_id
     payments = await order_stack.payments_for(order.id)
-    assert [(p["status"], p["amount_minor"], p["_id"]) for p in payments] == [("CHARGED", 5000, order.payment_id)]
-    fetched = (await order_stack.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order.id),
-                                               metadata=order_stack.md())).order
+    assert [(p["status"], p["amount_minor"], p["_id"]) for p in payments] == [
+        ("CHARGED", 5000, order.payment_id)
+    ]
+    fetched = (
+        await order_stack.stub.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=order.id), metadata=order_stack.md()
+        )
+    ).order
     assert fetched.status == COMPLETED and fetched.payment_id == order.payment_id
 
 
@@ -86,8 +91,11 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_order_and_one_ch
     order_id = ids.pop()
     assert len(await order_stack.payments_for(order_id)) == 1
     async with order_stack.order.store.sessions() as session:
-        count = (await session.execute(
-            select(func.count()).select_from(orders).where(orders.c.idempotency_key == "k-race"))).scalar()
+        count = (
+            await session.execute(
+                select(func.count()).select_from(orders).where(orders.c.idempotency_key == "k-race")
+            )
+        ).scalar()
     assert count == 1
 
 
@@ -122,13 +130,17 @@ async def test_auth_is_required_and_roles_are_checked(order_stack):
 
 async def test_orders_of_others_are_invisible_and_listing_pages_through_everything(order_stack):
     made = [(await create(order_stack, request(f"k-list-{i}")))[0].id for i in range(5)]
-    error = await rpc_error(order_stack.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=made[0]),
-                                                      metadata=order_stack.md("bob")))
+    error = await rpc_error(
+        order_stack.stub.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=made[0]), metadata=order_stack.md("bob")
+        )
+    )
     assert error.code() == grpc.StatusCode.NOT_FOUND
     seen, token = [], ""
     while True:
         page = await order_stack.stub.ListOrders(
-            orders_pb2.ListOrdersRequest(page_size=2, page_token=token), metadata=order_stack.md())
+            orders_pb2.ListOrdersRequest(page_size=2, page_token=token), metadata=order_stack.md()
+        )
         assert len(page.orders) <= 2
         seen += [o.id for o in page.orders]
         token = page.next_page_token
@@ -136,12 +148,16 @@ async def test_orders_of_others_are_invisible_and_listing_pages_through_everythi
             break
     assert sorted(seen) == sorted(made)
     completed = await order_stack.stub.ListOrders(
-        orders_pb2.ListOrdersRequest(status=CANCELLED), metadata=order_stack.md())
+        orders_pb2.ListOrdersRequest(status=CANCELLED), metadata=order_stack.md()
+    )
     assert list(completed.orders) == []
-    assert (await order_stack.stub.ListOrders(orders_pb2.ListOrdersRequest(), metadata=order_stack.md("bob"))).orders \
-        == []
-    for bad, field in ((orders_pb2.ListOrdersRequest(page_size=101), "page_size"),
-                       (orders_pb2.ListOrdersRequest(page_token="%%%"), "page_token")):
+    assert (
+        await order_stack.stub.ListOrders(orders_pb2.ListOrdersRequest(), metadata=order_stack.md("bob"))
+    ).orders == []
+    for bad, field in (
+        (orders_pb2.ListOrdersRequest(page_size=101), "page_size"),
+        (orders_pb2.ListOrdersRequest(page_token="%%%"), "page_token"),
+    ):
         error = await rpc_error(order_stack.stub.ListOrders(bad, metadata=order_stack.md()))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(field)
 
@@ -161,8 +177,11 @@ async def test_payment_down_fails_the_order_until_recovery_refunds_by_key_once_i
     deadline = time.monotonic() + 30
     while order.status == FAILED and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
-        order = (await order_stack.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order.id),
-                                                 metadata=order_stack.md())).order
+        order = (
+            await order_stack.stub.GetOrder(
+                orders_pb2.GetOrderRequest(order_id=order.id), metadata=order_stack.md()
+            )
+        ).order
     assert order.status == CANCELLED
     # The refund by charge key found no charge and fenced the key: nothing was ever taken.
     assert [p["status"] for p in await order_stack.payments_for(order.id)] in ([], ["VOIDED"])

@@ -50,7 +50,11 @@ class OrderStack:
     async def payments_for(self, order_id: str) -> list[dict[str, Any]]:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo_url)
         try:
-            return await client[self.payment_settings.mongo_db]["payments"].find({"order_id": order_id}).to_list()
+            return (
+                await client[self.payment_settings.mongo_db]["payments"]
+                .find({"order_id": order_id})
+                .to_list()
+            )
         finally:
             await client.close()
 
@@ -62,10 +66,13 @@ class OrderStack:
         await self.payment.start()
 
 
-def request(key: str, customer: str = "alice", amount: int = 4999, quantity: int = 1,
-            currency: str = "EUR") -> orders_pb2.CreateOrderRequest:
+def request(
+    key: str, customer: str = "alice", amount: int = 4999, quantity: int = 1, currency: str = "EUR"
+) -> orders_pb2.CreateOrderRequest:
     return orders_pb2.CreateOrderRequest(
-        customer_id=customer, currency=currency, idempotency_key=key,
+        customer_id=customer,
+        currency=currency,
+        idempotency_key=key,
         items=[orders_pb2.OrderItem(sku="SKU-1", quantity=quantity, unit_price_minor=amount)],
     )
 
@@ -74,7 +81,10 @@ def request(key: str, customer: str = "alice", amount: int = 4999, quantity: int
 async def running_order_stack(
     tmp_path: Path, database_url: str, **order_overrides: Any
 ) -> AsyncIterator[OrderStack]:
-    async with running_identity(tmp_path / "identity") as identity, running_nx27017(tmp_path / "mongo") as mongo:
+    async with (
+        running_identity(tmp_path / "identity") as identity,
+        running_nx27017(tmp_path / "mongo") as mongo,
+    ):
         auth: AuthSettings = identity.auth_settings
         payment_settings = PaymentSettings(
             auth=auth, grpc_port=free_port(), metrics_port=0, mongo_url=mongo, faults=FAULTS_ON
@@ -82,12 +92,26 @@ async def running_order_stack(
         payment = PaymentApp(payment_settings)
         await payment.start()
         settings = OrderSettings(
-            host="127.0.0.1", grpc_port=0, metrics_port=0, database_url=database_url, migrate=True, pool_size=10,
-            payment_target=f"127.0.0.1:{payment_settings.grpc_port}", identity_target=identity.grpc_target,
-            service_username="order-service", service_password=DEMO_PASSWORDS["order-service"],
-            payment_timeout_s=1.0, payment_max_attempts=3, breaker_fail_max=5, breaker_reset_s=2.0,
-            lease_seconds=2.0, recovery_interval_s=0.3, idempotency_wait_s=10.0, instance_id="test-order",
-            auth=auth, faults=FAULTS_ON,
+            host="127.0.0.1",
+            grpc_port=0,
+            metrics_port=0,
+            database_url=database_url,
+            migrate=True,
+            pool_size=10,
+            payment_target=f"127.0.0.1:{payment_settings.grpc_port}",
+            identity_target=identity.grpc_target,
+            service_username="order-service",
+            service_password=DEMO_PASSWORDS["order-service"],
+            payment_timeout_s=1.0,
+            payment_max_attempts=3,
+            breaker_fail_max=5,
+            breaker_reset_s=2.0,
+            lease_seconds=2.0,
+            recovery_interval_s=0.3,
+            idempotency_wait_s=10.0,
+            instance_id="test-order",
+            auth=auth,
+            faults=FAULTS_ON,
         )
         settings = replace(settings, **order_overrides)
         order = OrderApp(settings, init_telemetry("order-service", settings=TelemetrySettings(enabled=False)))

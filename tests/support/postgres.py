@@ -62,32 +62,65 @@ def throwaway_cluster() -> Iterator[str]:
     log = root / "server.log"
     try:
         subprocess.run(
-            _as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                       "--encoding=UTF8", "--no-sync"]),
-            check=True, capture_output=True, timeout=120,
+            _as_owner(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
         subprocess.run(
-            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
-                       "-t", "60", "start"]),
-            check=True, capture_output=True, timeout=90,
+            _as_owner(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=90,
         )
         deadline = time.monotonic() + 30
-        while subprocess.run(
-            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
-        ).returncode != 0:
+        while (
+            subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"PostgreSQL did not become ready: {log.read_text()[-2000:]}")
             time.sleep(0.2)
         subprocess.run(
             [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "sagascope"],
-            check=True, capture_output=True, timeout=30,
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         yield f"postgresql://postgres@127.0.0.1:{port}/sagascope"
     finally:
         subprocess.run(
             _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            capture_output=True, timeout=60,
+            capture_output=True,
+            timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
 
@@ -101,6 +134,8 @@ def fresh_database(cluster_url: str, name: str) -> str:
     host, port = host_port.split(":")
     subprocess.run(
         [str(bin_dir / "createdb"), "-h", host, "-p", port, "-U", "postgres", name],
-        check=True, capture_output=True, timeout=30,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return f"{base}/{name}"

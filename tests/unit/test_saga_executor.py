@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from services.common.resilience import DownstreamUnavailable
@@ -26,8 +27,13 @@ from services.common.saga.recovery import RecoveryWorker
 from services.common.saga.store import SAGA_METADATA, LeaseLost, SagaRecord, SagaStatus, SagaStore
 
 META = MetaData()
-ledger = Table("ledger", META, Column("id", String, primary_key=True), Column("status", String),
-               Column("version", Integer))
+ledger = Table(
+    "ledger",
+    META,
+    Column("id", String, primary_key=True),
+    Column("status", String),
+    Column("version", Integer),
+)
 
 
 @dataclass
@@ -164,14 +170,21 @@ async def test_happy_path_completes_and_charges_once_with_the_step_key(sessions)
     assert payments.calls == [("charge", "s1:charge", "")]
     assert await ledger_status(sessions, "o1") == "COMPLETED"
     assert [e for e in observer.events if e[0] in ("step", "compensate", "finished")] == [
-        ("step", "reserve"), ("step", "charge"), ("step", "confirm"), ("finished", "completed")
+        ("step", "reserve"),
+        ("step", "charge"),
+        ("step", "confirm"),
+        ("finished", "completed"),
     ]
     stored = await executor.store.load("s1")
-    assert stored is not None and stored.status == SagaStatus.COMPLETED and stored.state["payment_id"] == "pay-1"
+    assert (
+        stored is not None and stored.status == SagaStatus.COMPLETED and stored.state["payment_id"] == "pay-1"
+    )
 
 
 async def test_declined_charge_compensates_only_the_reservation(sessions):
-    executor, payments, _, observer = build(sessions, ScriptedPayments(charge_replies=[StepFailed("declined")]))
+    executor, payments, _, observer = build(
+        sessions, ScriptedPayments(charge_replies=[StepFailed("declined")])
+    )
     record, _ = await executor.start("s2", State("o2"), "corr-2")
     assert record.status == SagaStatus.COMPENSATED
     assert record.failure_reason == "declined"
@@ -236,10 +249,18 @@ async def test_crash_after_charge_resumes_by_retrying_the_charge_with_the_same_k
     executor, payments, _, _ = build(sessions)
     # What a crash between "charge sent" and "confirm" leaves behind: the log says the call may be out.
     state = State("o7")
-    record = SagaRecord(id="s7", name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state=asdict(state),
-                        correlation_id="corr-7", step_started=True)
-    await executor.store.create(record, lambda s: s.execute(
-        insert(ledger).values(id="o7", status="PENDING", version=1)))
+    record = SagaRecord(
+        id="s7",
+        name="TestSaga",
+        status=SagaStatus.RUNNING,
+        step_index=1,
+        state=asdict(state),
+        correlation_id="corr-7",
+        step_started=True,
+    )
+    await executor.store.create(
+        record, lambda s: s.execute(insert(ledger).values(id="o7", status="PENDING", version=1))
+    )
     await _make_due(sessions, "s7")
 
     recovered = RecoveryWorker(executor, 0.1)
@@ -253,9 +274,18 @@ async def test_crash_after_charge_resumes_by_retrying_the_charge_with_the_same_k
 async def test_two_orchestrators_never_drive_the_same_saga(sessions):
     a, _, _, _ = build(sessions, owner="a", lease=30.0)
     b, _, _, _ = build(sessions, owner="b", lease=30.0)
-    record = SagaRecord(id="s8", name="TestSaga", status=SagaStatus.RUNNING, step_index=1,
-                        state=asdict(State("o8")), correlation_id="c8", step_started=True)
-    await a.store.create(record, lambda s: s.execute(insert(ledger).values(id="o8", status="PENDING", version=1)))
+    record = SagaRecord(
+        id="s8",
+        name="TestSaga",
+        status=SagaStatus.RUNNING,
+        step_index=1,
+        state=asdict(State("o8")),
+        correlation_id="c8",
+        step_started=True,
+    )
+    await a.store.create(
+        record, lambda s: s.execute(insert(ledger).values(id="o8", status="PENDING", version=1))
+    )
     assert await b.store.claim_due(10) == []  # a's lease is live
     await _make_due(sessions, "s8")
     claimed = await b.store.claim_due(10)
@@ -268,7 +298,7 @@ async def test_two_orchestrators_never_drive_the_same_saga(sessions):
 async def test_a_failing_first_step_writes_nothing(sessions):
     executor, payments, _, _ = build(sessions)
     await executor.start("s9", State("o9"), "c9")
-    with pytest.raises(Exception):  # same order id: the local insert fails, and so does the saga row
+    with pytest.raises(IntegrityError):  # same order id: the local insert fails, and so does the saga row
         await executor.start("s10", State("o9"), "c10")
     assert await executor.store.load("s10") is None
     assert len(payments.calls) == 1
@@ -279,6 +309,7 @@ async def _make_due(sessions, saga_id: str) -> None:
 
     async with sessions() as session, session.begin():
         await session.execute(
-            update(saga_instances).where(saga_instances.c.id == saga_id)
+            update(saga_instances)
+            .where(saga_instances.c.id == saga_id)
             .values(lease_expires_at=0.0, next_attempt_at=0.0)
         )

@@ -71,7 +71,9 @@ class SagaDefinition(Generic[S]):
 
     def __post_init__(self) -> None:
         if not self.steps or not isinstance(self.steps[0], LocalStep):
-            raise ValueError(f"saga {self.name}: the first step must be local (it runs with the saga's creation)")
+            raise ValueError(
+                f"saga {self.name}: the first step must be local (it runs with the saga's creation)"
+            )
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise ValueError(f"saga {self.name}: step names must be unique, got {names}")

@@ -55,12 +55,18 @@ class SagaExecutor(Generic[S]):
         run = SagaRun(saga_id, self.definition.name, correlation_id, self.definition.describe(state))
         with self.observer.saga(run) as scope:
             record = SagaRecord(
-                id=saga_id, name=self.definition.name, status=SagaStatus.RUNNING, step_index=1,
-                state={}, correlation_id=correlation_id, traceparent=scope.traceparent() or "",
+                id=saga_id,
+                name=self.definition.name,
+                status=SagaStatus.RUNNING,
+                step_index=1,
+                state={},
+                correlation_id=correlation_id,
+                traceparent=scope.traceparent() or "",
             )
             first = self.definition.steps[0]
             assert isinstance(first, LocalStep)
             with scope.step(first.name, 0):
+
                 async def reserve(session):  # type: ignore[no-untyped-def]
                     await first.action(state, session)
                     self._mark_next_started(record)
@@ -74,8 +80,12 @@ class SagaExecutor(Generic[S]):
         """Continue a claimed saga after a restart, a lost lease or a parked compensation."""
         state = self.definition.decode(record.state)
         run = SagaRun(
-            record.id, self.definition.name, record.correlation_id, self.definition.describe(state),
-            resumed=True, origin_traceparent=record.traceparent or None,
+            record.id,
+            self.definition.name,
+            record.correlation_id,
+            self.definition.describe(state),
+            resumed=True,
+            origin_traceparent=record.traceparent or None,
         )
         with self.observer.saga(run) as scope:
             if record.status == SagaStatus.FAILED:
@@ -108,7 +118,9 @@ class SagaExecutor(Generic[S]):
     def _mark_next_started(self, record: SagaRecord) -> None:
         """Entering a remote step: the log says "may have been sent" before the call goes out."""
         steps = self.definition.steps
-        record.step_started = record.step_index < len(steps) and not isinstance(steps[record.step_index], LocalStep)
+        record.step_started = record.step_index < len(steps) and not isinstance(
+            steps[record.step_index], LocalStep
+        )
 
     async def _forward(self, record: SagaRecord, state: S, scope: SagaScope) -> StepScope | None:
         steps = self.definition.steps
@@ -192,8 +204,10 @@ class SagaExecutor(Generic[S]):
                             record.step_started = True
                             await self.store.save(record)
                         context = CallContext(
-                            record.id, self.definition.compensation_key(record.id, index),
-                            self.definition.action_key(record.id, index), record.failure_reason,
+                            record.id,
+                            self.definition.compensation_key(record.id, index),
+                            self.definition.action_key(record.id, index),
+                            record.failure_reason,
                         )
                         await step.compensation(state, context)
                         self._compensated(record, state, next_index)

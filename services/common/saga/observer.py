@@ -78,7 +78,9 @@ class _NoopSaga:
         yield _NoopStep()
 
     @contextmanager
-    def compensation(self, step: str, index: int, reason: str, failed: StepScope | None) -> Iterator[StepScope]:
+    def compensation(
+        self, step: str, index: int, reason: str, failed: StepScope | None
+    ) -> Iterator[StepScope]:
         yield _NoopStep()
 
     def finished(self, outcome: str, reason: str = "") -> None:

@@ -82,18 +82,29 @@ class SagaRecord:
     @classmethod
     def from_row(cls, row: Any) -> SagaRecord:
         return cls(
-            id=row.id, name=row.name, status=SagaStatus(row.status), step_index=row.step_index,
-            state=json.loads(row.state), correlation_id=row.correlation_id,
-            step_started=bool(row.step_started), failure_reason=row.failure_reason,
-            traceparent=row.traceparent, attempts=row.attempts, next_attempt_at=row.next_attempt_at,
+            id=row.id,
+            name=row.name,
+            status=SagaStatus(row.status),
+            step_index=row.step_index,
+            state=json.loads(row.state),
+            correlation_id=row.correlation_id,
+            step_started=bool(row.step_started),
+            failure_reason=row.failure_reason,
+            traceparent=row.traceparent,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
             created_at=row.created_at,
         )
 
     def mutable_columns(self) -> dict[str, Any]:
         return {
-            "status": self.status.value, "step_index": self.step_index, "step_started": int(self.step_started),
-            "state": json.dumps(self.state, separators=(",", ":")), "failure_reason": self.failure_reason,
-            "attempts": self.attempts, "next_attempt_at": self.next_attempt_at,
+            "status": self.status.value,
+            "step_index": self.step_index,
+            "step_started": int(self.step_started),
+            "state": json.dumps(self.state, separators=(",", ":")),
+            "failure_reason": self.failure_reason,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
         }
 
 
@@ -103,18 +114,21 @@ class SagaStore:
         self.owner = owner
         self.lease_seconds = lease_seconds
 
-    async def create(
-        self, record: SagaRecord, local_work: Callable[[AsyncSession], Awaitable[None]]
-    ) -> None:
+    async def create(self, record: SagaRecord, local_work: Callable[[AsyncSession], Awaitable[None]]) -> None:
         """Insert the saga row and run ``local_work`` in ONE transaction (the saga's first step)."""
         now = time.time()
         async with self.sessions() as session, session.begin():
             await local_work(session)
             await session.execute(
                 insert(saga_instances).values(
-                    id=record.id, name=record.name, correlation_id=record.correlation_id,
-                    traceparent=record.traceparent, lease_owner=self.owner,
-                    lease_expires_at=now + self.lease_seconds, created_at=now, updated_at=now,
+                    id=record.id,
+                    name=record.name,
+                    correlation_id=record.correlation_id,
+                    traceparent=record.traceparent,
+                    lease_owner=self.owner,
+                    lease_expires_at=now + self.lease_seconds,
+                    created_at=now,
+                    updated_at=now,
                     **record.mutable_columns(),
                 )
             )
@@ -160,10 +174,17 @@ class SagaStore:
         )
         async with self.sessions() as session:
             ids = (
-                await session.execute(
-                    select(saga_instances.c.id).where(due).order_by(saga_instances.c.next_attempt_at).limit(limit)
+                (
+                    await session.execute(
+                        select(saga_instances.c.id)
+                        .where(due)
+                        .order_by(saga_instances.c.next_attempt_at)
+                        .limit(limit)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         claimed = []
         for saga_id in ids:
             async with self.sessions() as session, session.begin():

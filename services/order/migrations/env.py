@@ -28,7 +28,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(str(context.config.get_main_option("sqlalchemy.url")))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
@@ -38,8 +38,11 @@ async def _run_async() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=context.config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(
+        url=context.config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -35,7 +35,9 @@ def upgrade() -> None:
     op.create_index("ix_orders_status_created", "orders", ["status", "created_at"])
     op.create_table(
         "order_items",
-        sa.Column("order_id", sa.String(64), sa.ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "order_id", sa.String(64), sa.ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("line", sa.Integer, primary_key=True),
         sa.Column("sku", sa.String(64), nullable=False),
         sa.Column("quantity", sa.Integer, nullable=False),
