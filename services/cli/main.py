@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import uuid
@@ -40,7 +39,13 @@ def _mongo_line(stack: LocalStack) -> str:
 
 
 def _stack(faults: bool) -> LocalStack:
-    extra = {"SAGASCOPE_FAULTS_ENABLED": "true"} if faults else {}
+    # Locally, flush spans and logs every 0.5 s (the SDK default is 5 s) so `trace`/`logs` see them at once.
+    extra = {
+        "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        "OTEL_BLRP_SCHEDULE_DELAY": os.environ.get("OTEL_BLRP_SCHEDULE_DELAY", "500"),
+    }
+    if faults:
+        extra["SAGASCOPE_FAULTS_ENABLED"] = "true"
     return LocalStack(
         STATE_DIR, Ports.from_env(), extra_env=extra, mongo_url=os.environ.get("PAYMENT_MONGO_URL")
     )
@@ -147,36 +152,26 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 async def _show_saga(correlation_id: str) -> None:
     """The point of the project in one screen: the compensated order's trace and its logs."""
-    try:
-        from services.cli import logs_view, trace_view
-    except ImportError:
-        _print("(trace and log views are not available in this build)")
-        return
-    await asyncio.sleep(1.5)  # let the batch processors flush to the files / backends
+    from services.cli.logs_view import logs_command
+    from services.cli.trace_view import trace_command
+
+    await asyncio.sleep(1.5)  # the batch processors flush every second
     _print(f"\nthe trace of the compensated order (correlation id {correlation_id}):")
-    with contextlib.suppress(Exception):
-        _print(await _maybe_await(trace_view.render_for(correlation_id)))
+    await asyncio.to_thread(trace_command, correlation_id)
     _print(f"\nits logs, from every service (correlation id {correlation_id}):")
-    with contextlib.suppress(Exception):
-        _print(await _maybe_await(logs_view.render_for(correlation_id)))
-
-
-async def _maybe_await(value):  # type: ignore[no-untyped-def]
-    return await value if asyncio.iscoroutine(value) else value
+    await asyncio.to_thread(logs_command, correlation_id)
 
 
 async def cmd_trace(args: argparse.Namespace) -> int:
-    from services.cli import trace_view
+    from services.cli.trace_view import trace_command
 
-    _print(await _maybe_await(trace_view.render_for(args.id)))
-    return 0
+    return await asyncio.to_thread(trace_command, args.id)
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
-    from services.cli import logs_view
+    from services.cli.logs_view import logs_command
 
-    _print(await _maybe_await(logs_view.render_for(args.correlation_id)))
-    return 0
+    return await asyncio.to_thread(logs_command, args.correlation_id)
 
 
 def build_parser() -> argparse.ArgumentParser:
