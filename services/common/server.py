@@ -77,15 +77,19 @@ class GrpcServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        # Outermost first: telemetry sees every call, correlation is set before errors are mapped.
-        chain = [*interceptors, correlation.CorrelationInterceptor(), ErrorMappingInterceptor()]
+        # Outermost first: the correlation id is known before telemetry starts the server span,
+        # and domain errors are mapped to statuses before telemetry and auth see the outcome.
+        chain = [correlation.CorrelationInterceptor(), *interceptors, ErrorMappingInterceptor()]
         self.server = grpc.aio.server(interceptors=chain, options=options)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         register(self.server)
         reflection.enable_server_reflection(
-            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *self.service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
         self.port = 0

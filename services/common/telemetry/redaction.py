@@ -1,0 +1,133 @@
+"""The redaction guard: passwords, tokens and Authorization values never leave the process.
+
+Applied at every exit — the JSON log formatter, the OTLP log handler and the span
+exporter — rather than trusted to every call site, because a secret usually leaks
+through a place nobody thought of (an exception message, a metadata dump).
+
+Two rules: a value under a sensitive *key* is replaced whole; a *value* that looks
+like a credential (a JWT, ``Bearer ...``, ``Basic ...``, ``password=...``) is
+replaced wherever it appears in free text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link
+
+REDACTED = "[REDACTED]"
+
+_SENSITIVE_KEY = re.compile(
+    r"(password|passwd|pwd|secret|token|authori[sz]ation|api[-_.]?key|cookie|credential"
+    r"|private[-_.]?key|card[-_.]?(number|no)|cvv|cvc)",
+    re.IGNORECASE,
+)
+_SENSITIVE_VALUE = re.compile(
+    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # a JWT (header.payload.signature)
+    r"|\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"  # an Authorization value
+    r"|\b(?P<key>password|passwd|pwd|secret|token|access_token|refresh_token)(?P<sep>\"?\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)",
+    re.IGNORECASE,
+)
+
+
+def is_sensitive_key(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every credential-looking value replaced by ``[REDACTED]``."""
+    if not text:
+        return text
+    return _SENSITIVE_VALUE.sub(_replacement, text)
+
+
+def _replacement(match: re.Match[str]) -> str:
+    # Keep "password=" so the reader sees what was there, drop what followed.
+    if match.group("key") is not None:
+        return f"{match.group('key')}{match.group('sep')}{REDACTED}"
+    return REDACTED
+
+
+def redact_value(key: str, value: Any) -> Any:
+    if is_sensitive_key(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return redact_mapping(value)
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return [redact_value(key, item) for item in value]
+    return value
+
+
+def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: redact_value(key, value) for key, value in values.items()}
+
+
+def _needs_redaction(values: Mapping[str, Any] | None) -> bool:
+    if not values:
+        return False
+    for key, value in values.items():
+        if is_sensitive_key(key):
+            return True
+        if isinstance(value, str) and _SENSITIVE_VALUE.search(value):
+            return True
+        if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+            if any(isinstance(item, str) and _SENSITIVE_VALUE.search(item) for item in value):
+                return True
+    return False
+
+
+def redact_span(span: ReadableSpan) -> ReadableSpan:
+    """``span`` itself when it is clean (the usual case, no copy), else a redacted copy."""
+    description = span.status.description or ""
+    dirty = (
+        _needs_redaction(span.attributes)
+        or any(_needs_redaction(event.attributes) for event in span.events)
+        or any(_needs_redaction(link.attributes) for link in span.links)
+        or bool(description and _SENSITIVE_VALUE.search(description))
+        or bool(_SENSITIVE_VALUE.search(span.name))
+    )
+    if not dirty:
+        return span
+    status = span.status
+    if description:
+        status = type(status)(status.status_code, redact_text(description))
+    return ReadableSpan(
+        name=redact_text(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redact_mapping(span.attributes or {}),
+        events=[
+            Event(event.name, redact_mapping(event.attributes or {}), event.timestamp)
+            for event in span.events
+        ],
+        links=[Link(link.context, redact_mapping(link.attributes or {})) for link in span.links],
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Wraps the real exporter; every span passes :func:`redact_span` on its way out."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([redact_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
