@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1
+# One multi-stage Dockerfile for sagascope:
+#   build      installs the package and its dependencies into /opt/venv
+#   service    (default) the three gRPC services: `python -m services.<name>`, non-root
+#   load       service + locust, for the `load` compose profile
+#   elk-setup  the one-shot job importing ES templates and Kibana saved objects
+#   otelcol    the pinned contrib collector binary on busybox, so compose can
+#              health-check it (the upstream image has no shell or HTTP client)
+# Versions come from .env through compose build args.
+ARG PYTHON_VERSION=3.12
+ARG OTELCOL_VERSION=0.156.0
+ARG BUSYBOX_VERSION=1.37.0
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, so code edits do not re-download them.
+COPY pyproject.toml README.md* ./
+RUN mkdir -p services sagascope && touch services/__init__.py sagascope/__init__.py \
+ && pip install . && pip uninstall -y sagascope
+COPY protos ./protos
+COPY sagascope ./sagascope
+COPY services ./services
+RUN pip install --no-deps .
+
+FROM python:${PYTHON_VERSION}-slim AS base
+RUN groupadd --system --gid 10001 sagascope \
+ && useradd --system --uid 10001 --gid sagascope --home-dir /app --shell /usr/sbin/nologin sagascope \
+ && mkdir -p /app/var && chown -R sagascope:sagascope /app
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+
+FROM base AS load
+ARG LOCUST_VERSION=2.42.2
+RUN pip install --no-cache-dir "locust==${LOCUST_VERSION}"
+COPY --chown=sagascope:sagascope tests/load /app/tests/load
+USER 10001:10001
+EXPOSE 8089
+ENTRYPOINT ["locust"]
+
+FROM python:${PYTHON_VERSION}-slim AS elk-setup
+COPY observability/elk/requirements.txt /elk/requirements.txt
+RUN pip install --no-cache-dir -r /elk/requirements.txt \
+ && useradd --system --uid 10001 --home-dir /elk --shell /usr/sbin/nologin elksetup
+COPY observability/elk /elk
+USER 10001
+ENTRYPOINT ["python", "/elk/setup.py"]
+
+FROM otel/opentelemetry-collector-contrib:${OTELCOL_VERSION} AS otelcol-upstream
+FROM busybox:${BUSYBOX_VERSION} AS otelcol
+COPY --from=otelcol-upstream /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=otelcol-upstream /otelcol-contrib /otelcol-contrib
+USER 10001:10001
+EXPOSE 4317 4318 8888 13133
+ENTRYPOINT ["/otelcol-contrib"]
+CMD ["--config", "/etc/otelcol/config.yml"]
+
+# Last stage = the default target: the services.
+FROM base AS service
+USER 10001:10001
+EXPOSE 50051 50052 50053 8081 9101 9102 9103
+ENTRYPOINT ["python", "-m"]
+CMD ["services.order"]
