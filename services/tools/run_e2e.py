@@ -90,10 +90,8 @@ async def run() -> int:
             "E2E_CORRELATION_ID": compensated.correlation_id,
             "E2E_ORDER_ID": compensated.order_id,
         }
-        return subprocess.call(
-            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/e2e"],
-            cwd=REPO, env=test_env,
-        )
+        pytest = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/e2e"]
+        return await asyncio.to_thread(subprocess.call, pytest, cwd=REPO, env=test_env)
     finally:
         say("stopping the services")
         await stack.stop()
