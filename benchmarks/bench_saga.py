@@ -1,0 +1,337 @@
+"""`make bench`: ProcessPayment direct vs the CreateOrder saga vs the saga with telemetry off, on PostgreSQL.
+
+    .venv/bin/python -m benchmarks.bench_saga [--requests 2000] [--concurrency 16] [--profile]
+
+One run, one machine, side by side:
+  (a) payment-service ProcessPayment called directly (as the order-service account);
+  (b) order-service CreateOrder — the whole saga: reserve (PostgreSQL) -> ProcessPayment -> confirm;
+  (c) (b) again after restarting the stack with SAGASCOPE_TELEMETRY=off.
+
+Each phase sends a fixed number of requests with a fixed number in flight (asyncio,
+one channel) after a warm-up, and records p50/p95 latency and throughput. The
+services run as local processes (services.cli.launcher.LocalStack) on free
+loopback ports, orders on a throwaway PostgreSQL cluster (tests/support/postgres.py),
+payments on nx-27017. Telemetry "on" means the default local set-up: no
+OTEL_EXPORTER_OTLP_ENDPOINT, so spans and logs go to OTLP-JSON files under the
+stack's state directory, and metrics are served on /metrics.
+
+--profile wraps the order process in pyinstrument (benchmarks only; services/
+are untouched) and writes benchmarks/out/profile-order-<phase>.txt.
+
+Writes benchmarks/REPORT.md (figures, ratios, targets, machine, commands) and
+benchmarks/out/bench.json (raw). The load generator shares the machine's cores
+with the services; the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from sagascope.orders.v1 import orders_pb2
+from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
+from services.cli.client import OrderClient, login, order_request
+from services.cli.launcher import LocalStack, Ports
+from tests.support import postgres
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+REPORT = ROOT / "benchmarks" / "REPORT.md"
+# Hand-written profiling findings and what-if figures, appended to every generated report.
+FINDINGS = ROOT / "benchmarks" / "FINDINGS.md"
+
+# Targets from the issue, on a 2-core machine.
+MAX_SAGA_TO_DIRECT_P95 = 3.0
+MIN_SAGAS_PER_SECOND = 200.0
+MAX_TELEMETRY_COST = 0.10
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int
+    concurrency: int
+    ok: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput: float  # successful requests per second
+    error_samples: list[str]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def drive(
+    name: str, call: Callable[[int], Awaitable[str | None]], requests: int, concurrency: int, warmup: int
+) -> Phase:
+    """Run ``call(i)`` ``requests`` times with ``concurrency`` in flight; None means success."""
+    counter = iter(range(warmup))
+
+    async def warm() -> None:
+        for i in counter:
+            await call(-1 - i)
+
+    await asyncio.gather(*(warm() for _ in range(concurrency)))
+    latencies: list[float] = []
+    errors: list[str] = []
+    todo = iter(range(requests))
+
+    async def worker() -> None:
+        for i in todo:
+            started = time.perf_counter()
+            error = await call(i)
+            elapsed = time.perf_counter() - started
+            if error is None:
+                latencies.append(elapsed)
+            else:
+                errors.append(error)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    ms = [x * 1000 for x in latencies]
+    return Phase(
+        name, requests, concurrency, len(latencies), len(errors), seconds,
+        percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), len(latencies) / seconds,
+        sorted(set(errors))[:5],
+    )
+
+
+def make_stack(
+    state_dir: Path, database_url: str, telemetry: bool, profile: str | None, whatif: str = ""
+) -> LocalStack:
+    shutil.rmtree(state_dir, ignore_errors=True)
+    env = {
+        "SAGASCOPE_ENV": "development",
+        "SAGASCOPE_TELEMETRY": "on" if telemetry else "off",
+        "SAGASCOPE_TELEMETRY_DIR": str(state_dir / "telemetry"),
+        "SAGASCOPE_FAULTS_ENABLED": "false",
+        "ORDER_DB_POOL_SIZE": os.environ.get("ORDER_DB_POOL_SIZE", "10"),
+    }
+    # Never export to a collector that may or may not be running: the local default is files.
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        os.environ.pop(name, None)
+    stack = LocalStack(state_dir, ports=Ports.free(), extra_env=env, database_url=database_url, cwd=ROOT)
+    order = stack.processes["order"]
+    module = "services.order"
+    if whatif:
+        order.env["BENCH_WHATIF"] = whatif
+        module = "benchmarks.whatif_order"
+        order.command = [sys.executable, "-m", module]
+    if profile:
+        order.command = [sys.executable, "-m", "pyinstrument", "--show-all", "-r", "text", "-o", profile,
+                         "-m", module]
+    return stack
+
+
+async def bench_direct_payment(stack: LocalStack, requests: int, concurrency: int, warmup: int) -> Phase:
+    token = await login(stack.identity_target, "order-service", "order-service-dev-secret")
+    metadata = (("authorization", f"Bearer {token}"),)
+    run = uuid.uuid4().hex[:8]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports.payment_grpc}") as channel:
+        stub = payments_pb2_grpc.PaymentServiceStub(channel)
+
+        async def call(i: int) -> str | None:
+            request = payments_pb2.ProcessPaymentRequest(
+                order_id=f"bench-{run}-{i}", amount_minor=4999, currency="EUR",
+                idempotency_key=f"bench-{run}-{i}:charge",
+            )
+            try:
+                reply = await stub.ProcessPayment(request, metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+            return None if reply.payment.status == payments_pb2.PAYMENT_STATUS_CHARGED else "not charged"
+
+        return await drive("direct ProcessPayment", call, requests, concurrency, warmup)
+
+
+async def bench_create_order(
+    name: str, stack: LocalStack, requests: int, concurrency: int, warmup: int
+) -> Phase:
+    token = await login(stack.identity_target, "alice", "alice-dev-password")
+    client = OrderClient(stack.order_target, token)
+    run = uuid.uuid4().hex[:8]
+    try:
+        async def call(i: int) -> str | None:
+            result = await client.create_order(order_request("alice", f"bench-{run}-{i}"), timeout=30)
+            if result.order is None:
+                return result.code.name
+            if result.order.status != orders_pb2.ORDER_STATUS_COMPLETED:
+                return result.status_name
+            return None
+
+        return await drive(name, call, requests, concurrency, warmup)
+    finally:
+        await client.close()
+
+
+async def run_phase_stack(
+    label: str, database_url: str, telemetry: bool, profile: bool,
+    body: Callable[[LocalStack], Awaitable[list[Phase]]], whatif: str = "",
+) -> list[Phase]:
+    profile_path = str(OUT / f"profile-order-{label}.txt") if profile else None
+    stack = make_stack(OUT / f"stack-{label}", database_url, telemetry, profile_path, whatif)
+    await stack.start(timeout=120)
+    try:
+        return await body(stack)
+    finally:
+        await stack.stop(grace=30)
+
+
+def render_report(phases: dict[str, Phase], args: argparse.Namespace, started: datetime) -> str:
+    direct, saga, off = phases["direct"], phases["saga"], phases["saga_off"]
+    p95_ratio = saga.p95_ms / direct.p95_ms
+    p50_ratio = saga.p50_ms / direct.p50_ms
+    # Telemetry cost: how much slower/less throughput with telemetry on than off.
+    cost_p95 = saga.p95_ms / off.p95_ms - 1
+    cost_tput = 1 - saga.throughput / off.throughput
+    checks = [
+        (f"saga p95 <= {MAX_SAGA_TO_DIRECT_P95:g} x direct-payment p95", p95_ratio <= MAX_SAGA_TO_DIRECT_P95,
+         f"{p95_ratio:.2f}x"),
+        (f">= {MIN_SAGAS_PER_SECOND:g} completed sagas/s (telemetry on)", saga.throughput >= MIN_SAGAS_PER_SECOND,
+         f"{saga.throughput:.0f}/s"),
+        (f"telemetry cost <= {MAX_TELEMETRY_COST:.0%} (throughput)", cost_tput <= MAX_TELEMETRY_COST,
+         f"{cost_tput:+.1%}"),
+        (f"telemetry cost <= {MAX_TELEMETRY_COST:.0%} (p95)", cost_p95 <= MAX_TELEMETRY_COST, f"{cost_p95:+.1%}"),
+    ]
+    rows = "\n".join(
+        f"| {p.name} | {p.requests} | {p.concurrency} | {p.ok} | {p.errors} | {p.p50_ms:.1f} | {p.p95_ms:.1f} "
+        f"| {p.p99_ms:.1f} | {p.throughput:.0f} |"
+        for p in (direct, saga, off)
+    )
+    verdicts = "\n".join(f"| {name} | {value} | {'met' if ok else '**missed**'} |" for name, ok, value in checks)
+    errors = "\n".join(
+        f"- {p.name}: {p.errors} errors, e.g. {', '.join(p.error_samples)}" for p in (direct, saga, off) if p.errors
+    ) or "- none"
+    return f"""# Saga performance report
+
+Generated by `make bench` (`benchmarks/bench_saga.py`) on {started:%Y-%m-%d %H:%M} UTC{
+    f" with what-if patches `{args.whatif}` (benchmarks/whatif_order.py)" if args.whatif else ""}.
+
+## Machine
+
+- cores (`nproc`): **{os.cpu_count()}**; {platform.machine()}, Python {platform.python_version()}, {platform.system()}
+- orders on PostgreSQL (throwaway cluster from the installed binaries, `fsync=off`), payments on nx-27017
+  (the embedded MongoDB-wire server, SQLite-backed); services as local processes on loopback
+- telemetry on = traces and logs to local OTLP-JSON files (no collector), metrics on /metrics
+- the load generator (one asyncio process) runs on the same cores as the four server processes,
+  so every figure includes that contention
+
+## Figures
+
+{args.requests} requests per phase after {args.warmup} warm-up requests, {args.concurrency} in flight.
+
+| phase | requests | in flight | ok | errors | p50 ms | p95 ms | p99 ms | ok/s |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Ratios:
+
+- saga / direct-payment: p50 **{p50_ratio:.2f}x**, p95 **{p95_ratio:.2f}x**
+- telemetry on / off (CreateOrder): p95 {saga.p95_ms / off.p95_ms:.2f}x ({cost_p95:+.1%}),
+  throughput {saga.throughput / off.throughput:.2f}x (cost {cost_tput:+.1%})
+
+Errors:
+
+{errors}
+
+## Targets (2 cores)
+
+| target | measured | verdict |
+|---|---|---|
+{verdicts}
+
+## Reproduce
+
+```
+make bench
+# or, with other settings:
+.venv/bin/python -m benchmarks.bench_saga --requests {args.requests} --concurrency {args.concurrency} \\
+    --warmup {args.warmup}
+# profile the order process with pyinstrument (writes benchmarks/out/profile-order-*.txt):
+.venv/bin/python -m benchmarks.bench_saga --profile
+```
+
+Raw figures: `benchmarks/out/bench.json` (not committed).
+"""
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    reason = postgres.unavailable_reason()
+    if reason:
+        print(f"bench: cannot run: {reason}", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    phases: dict[str, Phase] = {}
+    with postgres.throwaway_cluster() as database_url:
+        async def with_telemetry(stack: LocalStack) -> list[Phase]:
+            direct = await bench_direct_payment(stack, args.requests, args.concurrency, args.warmup)
+            print(f"  {direct}", flush=True)
+            saga = await bench_create_order("CreateOrder saga (telemetry on)", stack, args.requests,
+                                            args.concurrency, args.warmup)
+            print(f"  {saga}", flush=True)
+            return [direct, saga]
+
+        async def without_telemetry(stack: LocalStack) -> list[Phase]:
+            off = await bench_create_order("CreateOrder saga (telemetry off)", stack, args.requests,
+                                           args.concurrency, args.warmup)
+            print(f"  {off}", flush=True)
+            return [off]
+
+        print("bench: stack with telemetry on", flush=True)
+        phases["direct"], phases["saga"] = await run_phase_stack(
+            "telemetry-on", database_url, True, args.profile, with_telemetry, args.whatif)
+        print("bench: stack with SAGASCOPE_TELEMETRY=off", flush=True)
+        (phases["saga_off"],) = await run_phase_stack(
+            "telemetry-off", database_url, False, args.profile, without_telemetry, args.whatif)
+    args.out_json.write_text(json.dumps({k: asdict(v) for k, v in phases.items()}, indent=2))
+    report = render_report(phases, args, started)
+    if args.write_report:
+        appendix = args.append or (FINDINGS if FINDINGS.exists() else None)
+        REPORT.write_text(report + ("\n" + appendix.read_text() if appendix else ""))
+        print(f"bench: wrote {REPORT.relative_to(ROOT)}")
+    print(report)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--profile", action="store_true", help="run the order process under pyinstrument")
+    parser.add_argument("--no-report", dest="write_report", action="store_false",
+                        help="print the report, do not rewrite benchmarks/REPORT.md")
+    parser.add_argument("--whatif", default="", help="order process under benchmarks.whatif_order with these "
+                        "patches (no_pre_ping,no_sql_spans): measures a proposed change without editing services/")
+    parser.add_argument("--out-json", type=Path, default=OUT / "bench.json")
+    parser.add_argument("--append", type=Path, help="markdown appended to the report (e.g. profiling notes)")
+    args = parser.parse_args()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
