@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -129,3 +130,22 @@ async def wait_for_stop_signal() -> None:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+class ServiceApp(Protocol):
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_stopped(app: ServiceApp, telemetry: Any, metrics_port: int) -> None:
+    """The process life of a service: start, serve /metrics, wait for SIGTERM/SIGINT, drain,
+    and flush telemetry last so the drain's own spans and logs are exported too."""
+    try:
+        await app.start()
+        telemetry.start_metrics_server(metrics_port)
+        await wait_for_stop_signal()
+        log.info("stop signal received; draining")
+        await app.stop()
+    finally:
+        telemetry.shutdown()

@@ -18,7 +18,7 @@ from services.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from services.common.saga.executor import SagaExecutor
 from services.common.saga.recovery import RecoveryWorker
 from services.common.saga.store import SagaStore
-from services.common.server import GrpcServer, GrpcServerConfig, wait_for_stop_signal
+from services.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from services.common.telemetry import Telemetry, init_telemetry
 from services.order.database import create_engine, migrate
 from services.order.orders import OrderBook
@@ -108,11 +108,4 @@ class OrderApp:
 async def serve(settings: OrderSettings) -> None:
     telemetry = init_telemetry("order-service")
     app = OrderApp(settings, telemetry)
-    try:
-        await app.start()
-        telemetry.start_metrics_server(settings.metrics_port)
-        await wait_for_stop_signal()
-        log.info("stop signal received; draining")
-        await app.stop()
-    finally:
-        telemetry.shutdown()
+    await run_until_stopped(app, telemetry, settings.metrics_port)

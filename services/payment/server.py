@@ -14,7 +14,7 @@ import grpc
 from sagascope.payments.v1 import payments_pb2_grpc
 from services.common.auth import AuthInterceptor, TokenVerifier
 from services.common.faults import FaultHeaderInterceptor, FaultInjector
-from services.common.server import GrpcServer, GrpcServerConfig, wait_for_stop_signal
+from services.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from services.common.telemetry import Telemetry, init_telemetry
 from services.payment.servicer import METHOD_ROLES, SERVICE_NAME, PaymentServicer
 from services.payment.settings import PaymentSettings
@@ -84,11 +84,4 @@ async def serve(settings: PaymentSettings) -> None:
     telemetry = init_telemetry("payment-service")
     telemetry.instrument_pymongo()  # before the client exists: pymongo registers listeners at creation
     app = PaymentApp(settings, telemetry)
-    try:
-        await app.start()
-        telemetry.start_metrics_server(settings.metrics_port)
-        await wait_for_stop_signal()
-        log.info("stop signal received; draining")
-        await app.stop()
-    finally:
-        telemetry.shutdown()
+    await run_until_stopped(app, telemetry, settings.metrics_port)
