@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services.common.config import ConfigError
+from services.common.runtime import run
 from services.identity.server import serve
 from services.identity.settings import IdentitySettings
 
@@ -13,7 +13,7 @@ from services.identity.settings import IdentitySettings
 def main() -> None:
     try:
         settings = IdentitySettings.from_env()
-        asyncio.run(serve(settings))
+        run(serve(settings))
     except ConfigError as exc:
         print(f"identity-service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

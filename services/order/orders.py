@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
@@ -15,8 +16,15 @@ from services.common.auth import Principal
 from services.common.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable
 from services.common.resilience import DownstreamUnavailable
 from services.common.saga.executor import SagaExecutor
-from services.order.repository import Item, OrderReader, OrderRow
-from services.order.saga import FAILED, PENDING, OrderSagaState
+from services.common.saga.store import SagaRecord, SagaStatus
+from services.order.repository import Item, OrderReader, OrderRow, now
+from services.order.saga import CANCELLED, COMPLETED, FAILED, PENDING, OrderSagaState
+
+_ORDER_STATUS = {
+    SagaStatus.COMPLETED: COMPLETED,
+    SagaStatus.COMPENSATED: CANCELLED,
+    SagaStatus.FAILED: FAILED,
+}
 
 ADMIN_ROLE = "orders.admin"
 
@@ -39,6 +47,28 @@ class NewOrder:
             "items": [[i.sku, i.quantity, i.unit_price_minor] for i in self.items],
         }
         return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()
+
+
+def order_after_saga(state: OrderSagaState, record: SagaRecord) -> OrderRow:
+    """The order as the saga just committed it — no read back from the database needed."""
+    status = _ORDER_STATUS.get(record.status, PENDING)
+    stamp = datetime.fromisoformat(state.created_at)
+    return OrderRow(
+        id=state.order_id,
+        customer_id=state.customer_id,
+        currency=state.currency,
+        total_minor=state.total_minor,
+        status=status,
+        payment_id=state.payment_id,
+        failure_reason="" if status in (COMPLETED, PENDING) else record.failure_reason[:2000],
+        correlation_id=state.correlation_id,
+        idempotency_key=state.idempotency_key,
+        request_hash=state.request_hash,
+        saga_id=state.saga_id,
+        created_at=stamp,
+        updated_at=now(),
+        items=tuple(Item(**item) for item in state.items),
+    )
 
 
 def may_act_for(principal: Principal, customer_id: str) -> bool:
@@ -73,6 +103,7 @@ class OrderBook:
             idempotency_key=order.idempotency_key,
             request_hash=fingerprint,
             correlation_id=correlation_id,
+            created_at=now().isoformat(),
         )
         try:
             record, _ = await self.executor.start(state.saga_id, state, correlation_id)
@@ -82,8 +113,7 @@ class OrderBook:
             if existing is None:
                 raise
             return await self._replay(existing, fingerprint)
-        placed = await self.reader.get(state.order_id)
-        assert placed is not None
+        placed = order_after_saga(state, record)
         if isinstance(record.last_error, DownstreamUnavailable):
             # An infrastructure failure is an error to the caller, not a business outcome.
             outcome = (

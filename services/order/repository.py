@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.errors import InvalidArgument
@@ -48,23 +48,40 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Statements are built once with bind parameters: SQLAlchemy then reuses the compiled form
+# instead of coercing literal values and computing a cache key on every call (the hot path).
+_SET_STATUS = (
+    update(orders)
+    .where(orders.c.id == bindparam("order_id_"))
+    .values(
+        status=bindparam("status_"),
+        payment_id=bindparam("payment_id_"),
+        failure_reason=bindparam("failure_reason_"),
+        updated_at=bindparam("updated_at_"),
+    )
+)
+_BY_ID = orders.c.id == bindparam("order_id_")
+_BY_KEY = and_(orders.c.customer_id == bindparam("customer_id_"), orders.c.idempotency_key == bindparam("key_"))
+
+
 async def insert_order(session: AsyncSession, row: OrderRow) -> None:
     await session.execute(
-        insert(orders).values(
-            id=row.id,
-            customer_id=row.customer_id,
-            currency=row.currency,
-            total_minor=row.total_minor,
-            status=row.status,
-            payment_id=row.payment_id,
-            failure_reason=row.failure_reason,
-            correlation_id=row.correlation_id,
-            idempotency_key=row.idempotency_key,
-            request_hash=row.request_hash,
-            saga_id=row.saga_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        insert(orders),
+        {
+            "id": row.id,
+            "customer_id": row.customer_id,
+            "currency": row.currency,
+            "total_minor": row.total_minor,
+            "status": row.status,
+            "payment_id": row.payment_id,
+            "failure_reason": row.failure_reason,
+            "correlation_id": row.correlation_id,
+            "idempotency_key": row.idempotency_key,
+            "request_hash": row.request_hash,
+            "saga_id": row.saga_id,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+        },
     )
     await session.execute(
         insert(order_items),
@@ -84,12 +101,16 @@ async def insert_order(session: AsyncSession, row: OrderRow) -> None:
 async def set_status(
     session: AsyncSession, order_id: str, status: str, *, payment_id: str = "", failure_reason: str = ""
 ) -> None:
-    values: dict[str, object] = {"status": status, "updated_at": now()}
-    if payment_id:
-        values["payment_id"] = payment_id
-    if failure_reason:
-        values["failure_reason"] = failure_reason[:2000]
-    await session.execute(update(orders).where(orders.c.id == order_id).values(**values))
+    await session.execute(
+        _SET_STATUS,
+        {
+            "order_id_": order_id,
+            "status_": status,
+            "payment_id_": payment_id,
+            "failure_reason_": failure_reason[:2000],
+            "updated_at_": now(),
+        },
+    )
 
 
 class OrderReader:
@@ -97,13 +118,11 @@ class OrderReader:
         self.sessions = sessions
 
     async def get(self, order_id: str) -> OrderRow | None:
-        rows = await self._load(orders.c.id == order_id, limit=1)
+        rows = await self._load(_BY_ID, limit=1, params={"order_id_": order_id})
         return rows[0] if rows else None
 
     async def find_by_key(self, customer_id: str, idempotency_key: str) -> OrderRow | None:
-        rows = await self._load(
-            and_(orders.c.customer_id == customer_id, orders.c.idempotency_key == idempotency_key), limit=1
-        )
+        rows = await self._load(_BY_KEY, limit=1, params={"customer_id_": customer_id, "key_": idempotency_key})
         return rows[0] if rows else None
 
     async def page(
@@ -129,13 +148,13 @@ class OrderReader:
             return rows[:page_size], encode_page_token(last.created_at, last.id)
         return rows, ""
 
-    async def _load(self, where, limit: int) -> list[OrderRow]:  # type: ignore[no-untyped-def]
+    async def _load(self, where, limit: int, params: dict[str, object] | None = None) -> list[OrderRow]:  # type: ignore[no-untyped-def]
         query = select(orders)
         if where is not None:
             query = query.where(where)
         query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
         async with self.sessions() as session:
-            order_rows = (await session.execute(query)).all()
+            order_rows = (await session.execute(query, params or {})).all()
             if not order_rows:
                 return []
             ids = [r.id for r in order_rows]

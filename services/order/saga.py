@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -44,6 +45,8 @@ class OrderSagaState:
     correlation_id: str
     payment_id: str = ""
     notes: list[str] = field(default_factory=list)
+    # ISO 8601 UTC, the order row's created_at ("" in sagas logged before this field existed).
+    created_at: str = ""
 
 
 def encode(state: OrderSagaState) -> dict[str, Any]:
@@ -69,7 +72,7 @@ class OrderSagaSteps:
         self.faults = faults
 
     async def reserve(self, state: OrderSagaState, session: AsyncSession) -> None:
-        stamp = repository.now()
+        stamp = datetime.fromisoformat(state.created_at) if state.created_at else repository.now()
         await repository.insert_order(
             session,
             OrderRow(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.common.config import ConfigError
+from services.common.runtime import run
 from services.payment.server import serve
 from services.payment.settings import PaymentSettings
 from services.payment.store import MongoUnavailable
@@ -16,7 +15,7 @@ def main() -> None:
     except ConfigError as exc:
         raise SystemExit(f"payment-service: configuration error: {exc}") from None
     try:
-        asyncio.run(serve(settings))
+        run(serve(settings))
     except MongoUnavailable as exc:
         raise SystemExit(f"payment-service: {exc}") from None
 

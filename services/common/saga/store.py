@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 SAGA_METADATA = MetaData()
@@ -43,6 +43,22 @@ saga_instances = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_saga_instances_due", "status", "next_attempt_at"),
+)
+
+
+# The saga log write on every transition, compiled once (bind parameters, not literals).
+_WRITE = (
+    update(saga_instances)
+    .where(saga_instances.c.id == bindparam("id_"), saga_instances.c.lease_owner == bindparam("owner_"))
+    .values(
+        {
+            name: bindparam(f"{name}_")
+            for name in (
+                "status", "step_index", "step_started", "state", "failure_reason", "attempts",
+                "next_attempt_at", "lease_expires_at", "updated_at",
+            )
+        }
+    )
 )
 
 
@@ -120,17 +136,18 @@ class SagaStore:
         async with self.sessions() as session, session.begin():
             await local_work(session)
             await session.execute(
-                insert(saga_instances).values(
-                    id=record.id,
-                    name=record.name,
-                    correlation_id=record.correlation_id,
-                    traceparent=record.traceparent,
-                    lease_owner=self.owner,
-                    lease_expires_at=now + self.lease_seconds,
-                    created_at=now,
-                    updated_at=now,
+                insert(saga_instances),
+                {
+                    "id": record.id,
+                    "name": record.name,
+                    "correlation_id": record.correlation_id,
+                    "traceparent": record.traceparent,
+                    "lease_owner": self.owner,
+                    "lease_expires_at": now + self.lease_seconds,
+                    "created_at": now,
+                    "updated_at": now,
                     **record.mutable_columns(),
-                )
+                },
             )
 
     @asynccontextmanager
@@ -147,11 +164,9 @@ class SagaStore:
 
     async def _write(self, session: AsyncSession, record: SagaRecord) -> None:
         now = time.time()
-        result = await session.execute(
-            update(saga_instances)
-            .where(saga_instances.c.id == record.id, saga_instances.c.lease_owner == self.owner)
-            .values(lease_expires_at=now + self.lease_seconds, updated_at=now, **record.mutable_columns())
-        )
+        params = {f"{k}_": v for k, v in record.mutable_columns().items()}
+        params.update(id_=record.id, owner_=self.owner, lease_expires_at_=now + self.lease_seconds, updated_at_=now)
+        result = await session.execute(_WRITE, params)
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(f"saga {record.id} is now owned by another orchestrator")
 
