@@ -91,6 +91,7 @@ async def start_identity(
 
 async def serve(settings: IdentitySettings) -> None:
     telemetry = init_telemetry("identity-service")
+    telemetry.instrument_aiohttp_server()  # before the HTTP app exists: it patches aiohttp's Application
     try:
         running = await start_identity(settings, interceptors=telemetry.server_interceptors())
         telemetry.start_metrics_server(settings.metrics_port)

@@ -8,6 +8,7 @@ stack because it SIGKILLs the order service.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import urllib.request
 import uuid
@@ -66,6 +67,16 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sta
                 await client.close()
         finally:
             await stack.stop()
+
+
+def http_login(port: int) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/auth/login", method="POST",
+        data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return str(json.loads(reply.read())["access_token"])
 
 
 def trace_of(spans: list[ReceivedSpan], trace_id: str) -> list[ReceivedSpan]:
@@ -236,10 +247,15 @@ async def test_metrics_expose_every_contract_metric_and_a_saga_exemplar(running:
 async def test_no_password_token_or_authorization_value_is_exported(running: Stack) -> None:
     await running.order()
     await running.order("confirm_failure")
+    http_token = await asyncio.to_thread(http_login, running.stack.ports.identity_http)
     await asyncio.sleep(1.0)  # a batch interval or two
     exported = "".join(s.raw for s in running.receiver.spans()) + "".join(r.raw for r in running.receiver.logs())
     assert running.receiver.spans() and running.receiver.logs()
     assert any(s.service == "identity-service" for s in running.receiver.spans())  # the login was traced
+    http_spans = [s for s in running.receiver.spans() if s.service == "identity-service" and s.kind == SERVER
+                  and "/auth/login" in s.raw]
+    assert http_spans, "the HTTP /auth/login request has a server span"
+    assert http_token not in exported and http_token.split(".")[2] not in exported
     assert PASSWORD not in exported
     assert running.token not in exported
     assert running.token.split(".")[2] not in exported  # not even the signature

@@ -94,6 +94,18 @@ class Telemetry:
             ServerTelemetryInterceptor(self.metrics.server),
         ]
 
+    def instrument_aiohttp_server(self) -> None:
+        """One SERVER span per HTTP request of aiohttp apps created after this call (method,
+        route, status — never the body, so a login's password and token stay out)."""
+        if not self.enabled:
+            return
+        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+        instrumentor = AioHttpServerInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=self.tracer_provider)
+            self._instrumented.append(instrumentor)
+
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Correlation id into baggage and metadata, the OTel client span, the client RED metrics."""
         if not self.enabled:
