@@ -28,6 +28,7 @@ from services.common.telemetry.files import (
     service_directory,
 )
 from services.common.telemetry.redaction import RedactingSpanExporter
+from services.common.telemetry.sampling import configured_sampler
 from services.common.telemetry.settings import TelemetrySettings
 
 
@@ -90,7 +91,7 @@ def init_tracer_provider(
 
     ``batch=False`` exports each span as it ends (tests, and tools that exit at once).
     """
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, sampler=configured_sampler())
     if exporter is not None:
         guarded = RedactingSpanExporter(exporter)
         provider.add_span_processor(BatchSpanProcessor(guarded) if batch else SimpleSpanProcessor(guarded))
