@@ -7,17 +7,33 @@ import io
 import json
 import logging
 import re
+import warnings
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
+from opentelemetry import context, trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
 
 from services.cli.logs_view import logs_command
 from services.cli.trace_view import trace_command
 from services.common.saga.observer import SagaRun
 from services.common.telemetry import TelemetrySettings, init_telemetry
+from services.common.telemetry.files import encode_logs_json, encode_spans_json
 
 log = logging.getLogger("tests.files")
 
@@ -127,3 +143,243 @@ def test_the_cli_views_read_the_files(tmp_path: Path) -> None:
     assert "saga.started" in printed[0] and "saga.finished" in printed[-1]
     assert all("order-service" in line for line in printed)
     assert logs_command("nope", elasticsearch_url="", directory=tmp_path, out=io.StringIO()) == 1
+
+
+# ---- the direct encoder gives exactly the JSON of the SDK's protobuf encoders ------------------
+
+
+def _oracle(message: Message) -> Any:
+    """The old path: the SDK's protobuf request, protobuf JSON, then ids from base64 to hex."""
+    return _base64_ids_to_hex(json_format.MessageToDict(message, use_integers_for_enums=True))
+
+
+def _base64_ids_to_hex(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: base64.b64decode(value).hex()
+            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str)
+            else _base64_ids_to_hex(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_base64_ids_to_hex(item) for item in node]
+    return node
+
+
+class _Priority(IntEnum):
+    HIGH = 3
+
+
+_ODD_ATTRIBUTES: dict[str, Any] = {
+    "empty": "",
+    "zero": 0,
+    "negative": -(2**63),
+    "false": False,
+    "zero.float": 0.0,
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "nan": float("nan"),
+    "enum": _Priority.HIGH,
+    "bytes": b"\x00\xffraw",
+    "no.bytes": b"",
+    "tuple": ("a", "b"),
+    "empty.list": [],
+    "mixed": [1, "x", None, 2.5, True],
+    "nested": {"k": [1, {"deep": b"\x01"}], "none": None, "": "unnamed"},
+    "too.big": 2**70,  # not an int64: both encoders log it and leave it out
+    "": "empty key",
+}
+
+
+def _realistic_spans() -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    limits = SpanLimits(
+        max_span_attributes=8, max_events=2, max_links=3, max_event_attributes=2, max_link_attributes=2
+    )
+    resource = Resource(
+        {"service.name": "order-service", "service.instance.id": "i-1"}, "https://opentelemetry.io/schemas/1.21.0"
+    )
+    provider = TracerProvider(resource=resource, span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    other = TracerProvider(resource=Resource({"service.name": "payment-service"}))
+    other.add_span_processor(SimpleSpanProcessor(exporter))
+    # An equal resource in another object groups with the first, as in the SDK's dict grouping.
+    twin = TracerProvider(resource=Resource(dict(resource.attributes), resource.schema_url))
+    twin.add_span_processor(SimpleSpanProcessor(exporter))
+
+    saga_tracer = provider.get_tracer("sagascope.saga")
+    grpc_tracer = provider.get_tracer(
+        "opentelemetry.instrumentation.grpc", "0.66b1", "https://opentelemetry.io/schemas/1.11.0", {"scope.attr": 1}
+    )
+    remote = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "value"), ("other", "x")]),
+    )
+    with grpc_tracer.start_as_current_span(
+        "/sagascope.orders.v1.OrderService/CreateOrder",
+        context=trace.set_span_in_context(NonRecordingSpan(remote)),
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.grpc.status_code": 0, "correlation_id": "corr-1"},
+    ):
+        with saga_tracer.start_as_current_span(
+            "saga CreateOrder",
+            attributes={
+                "saga.id": "saga-1",
+                "order.id": "order-1",
+                "amount": 25.5,
+                "retry": True,
+                "steps": ["charge", "confirm"],
+                "indexes": [1, 2],
+                "weights": [0.5, 1.5],
+                "flags": [True, False],
+            },
+        ) as saga:
+            with saga_tracer.start_as_current_span("saga.step charge", attributes={"saga.step.index": 1}) as charge:
+                pass
+            with saga_tracer.start_as_current_span(
+                "saga.compensate charge",
+                kind=SpanKind.INTERNAL,
+                links=[  # the SDK keeps the newest three: droppedLinksCount
+                    Link(remote, {"over": "the link limit"}),
+                    Link(charge.get_span_context(), {"link.kind": "compensates", "a": 1, "dropped": 2}),
+                    Link(remote, {"origin": "resumed"}),
+                    Link(remote),
+                ],
+                attributes={f"attr.{i}": i for i in range(10)},  # over the limit: droppedAttributesCount
+            ) as compensate:
+                compensate.add_event("first (the SDK keeps the newest two: droppedEventsCount)")
+                compensate.add_event("saga.compensation.reason", {"reason": "out of stock", "x": 1, "y": 2})
+                compensate.add_event("second", timestamp=1_700_000_000_000_000_000)
+                compensate.set_status(Status(StatusCode.ERROR, "out of stock"))
+            for kind in (SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER):
+                with saga_tracer.start_as_current_span(f"kind {kind.name}", kind=kind) as span:
+                    span.set_status(Status(StatusCode.OK))
+            saga.set_attribute("saga.outcome", "compensated")
+            try:
+                raise ValueError("boom")
+            except ValueError as exc:
+                saga.record_exception(exc)
+    other.get_tracer("payment").start_span("payment span", attributes={"payment.id": "p-1"}).end()
+    twin.get_tracer("sagascope.saga").start_span("twin span").end()
+    spans = list(exporter.get_finished_spans())
+    # What the SDK never builds itself but a hand-made ReadableSpan may carry.
+    spans.append(
+        ReadableSpan(
+            name="",
+            context=SpanContext(trace_id=1, span_id=2, is_remote=False),
+            parent=SpanContext(trace_id=1, span_id=3, is_remote=True),
+            resource=Resource({}),
+            attributes=_ODD_ATTRIBUTES,
+            events=[Event("odd", _ODD_ATTRIBUTES, 5)],
+            links=[Link(SpanContext(trace_id=1, span_id=4, is_remote=False), {"": 0})],
+            kind=SpanKind.CLIENT,
+            status=Status(StatusCode.UNSET),
+            start_time=0,
+            end_time=10,
+            instrumentation_scope=None,
+        )
+    )
+    return spans
+
+
+def _realistic_log_records() -> list[ReadableLogRecord]:
+    exporter = InMemoryLogRecordExporter()
+    resource = Resource({"service.name": "order-service", "count": 3}, "https://opentelemetry.io/schemas/1.21.0")
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    tracer_provider = TracerProvider(resource=resource)
+    saga_logger = provider.get_logger("services.common.telemetry.saga")
+    other_logger = provider.get_logger("tests.files", "1.0", "https://example.com/schema", {"scope": "attr"})
+
+    with tracer_provider.get_tracer("t").start_as_current_span("saga CreateOrder"):
+        saga_logger.emit(
+            timestamp=1_700_000_000_123_000_000,
+            observed_timestamp=1_700_000_000_124_000_000,
+            context=context.get_current(),
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            body="step charge completed",
+            attributes={
+                "event": "saga.step.completed",
+                "saga.id": "saga-1",
+                "saga.step.index": 1,
+                "amount": 25.5,
+                "ok": True,
+                "tags": ["a", "b"],
+            },
+            event_name="saga.step.completed",
+        )
+        saga_logger.emit(
+            timestamp=1_700_000_000_125_000_000,
+            observed_timestamp=1_700_000_000_126_000_000,
+            context=context.get_current(),
+            severity_number=SeverityNumber.ERROR,
+            severity_text="ERROR",
+            body={"message": "compensation failed", "attempts": [1, 2], "detail": {"code": 14, "raw": b"\x01"}},
+            attributes=_ODD_ATTRIBUTES,
+        )
+    # Outside a span: no trace context, no flags; no severity; no body.
+    other_logger.emit(observed_timestamp=1_700_000_000_127_000_000, context=context.Context())
+    other_logger.emit(
+        timestamp=1,
+        observed_timestamp=2,
+        context=context.Context(),
+        severity_number=SeverityNumber.WARN,
+        body=b"\x00bytes body",
+        attributes={"payment.id": "p-1"},
+    )
+    return list(exporter.get_finished_logs())
+
+
+def test_the_direct_span_encoder_gives_the_protobuf_encoders_json() -> None:
+    spans = _realistic_spans()
+    new = encode_spans_json(spans)
+    old = _oracle(encode_spans(spans))
+    assert json.loads(new) == old
+    # The test covers what it says: groups, parents, links, events, drops, status, schema urls.
+    assert len(old["resourceSpans"]) == 3
+    text = json.dumps(old)
+    for field in ("parentSpanId", "traceState", "droppedEventsCount", "droppedLinksCount", "schemaUrl", "events"):
+        assert f'"{field}"' in text, field
+    compensate = next(
+        span
+        for resource_spans in old["resourceSpans"]
+        for scope_spans in resource_spans["scopeSpans"]
+        for span in scope_spans["spans"]
+        if span.get("name") == "saga.compensate charge"
+    )
+    assert compensate["droppedAttributesCount"] == 2
+    assert compensate["events"][0]["droppedAttributesCount"] == 1
+    assert compensate["links"][0]["droppedAttributesCount"] == 1
+    assert compensate["status"] == {"code": 2, "message": "out of stock"}
+    assert '"flags": 768' in text and '"bytesValue"' in text and '"NaN"' in text and '"kvlistValue"' in text
+
+
+def test_the_direct_log_encoder_gives_the_protobuf_encoders_json() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK warns about the attribute it drops
+        records = _realistic_log_records()
+    new = encode_logs_json(records)
+    old = _oracle(encode_logs(records))
+    assert json.loads(new) == old
+    text = json.dumps(old)
+    for field in ("traceId", "spanId", "flags", "eventName", "severityNumber", "kvlistValue", "schemaUrl"):
+        assert f'"{field}"' in text, field
+    assert '"droppedAttributesCount": 1' in text  # the empty key the SDK refuses
+
+
+def test_the_files_match_the_protobuf_encoders_for_a_real_saga_run(tmp_path: Path) -> None:
+    """The embedded default end to end: what the batch processors wrote, re-read, equals the oracle."""
+
+    run_embedded(tmp_path)
+    for line in (tmp_path / "order-service" / "traces.jsonl").read_text().splitlines():
+        document = json.loads(line)
+        request = json_format.ParseDict(_hex_ids_to_base64(document), ExportTraceServiceRequest())
+        assert _oracle(request) == document
+    for line in (tmp_path / "order-service" / "logs.jsonl").read_text().splitlines():
+        document = json.loads(line)
+        request = json_format.ParseDict(_hex_ids_to_base64(document), ExportLogsServiceRequest())
+        assert _oracle(request) == document

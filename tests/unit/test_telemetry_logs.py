@@ -111,3 +111,28 @@ def test_telemetry_off_keeps_the_json_lines() -> None:
     (line,) = captured.json_lines()
     assert line["event"] == "saga.started" and line["correlation_id"] == "corr-off"
     assert captured.logs.get_finished_logs() == ()
+
+
+def test_the_message_is_formatted_and_redacted_once_for_both_sinks() -> None:
+    class Counted:
+        calls = 0
+
+        def __str__(self) -> str:
+            Counted.calls += 1
+            return "o-1"
+
+    with in_memory_telemetry() as captured:
+        log.info("charged %s", Counted(), extra={"event": "saga.step.completed"})
+    (line,) = captured.json_lines()
+    (exported,) = captured.logs.get_finished_logs()
+    assert line["message"] == exported.log_record.body == "charged o-1"
+    assert Counted.calls == 1
+
+
+def test_a_dict_message_is_spread_in_the_json_line_and_the_body_over_otlp() -> None:
+    with in_memory_telemetry() as captured:
+        log.info({"note": "spread", "password": "hunter2"})
+    (line,) = captured.json_lines()
+    assert line["message"] == "" and line["note"] == "spread" and line["password"] == "[REDACTED]"
+    body = captured.logs.get_finished_logs()[0].log_record.body
+    assert "spread" in str(body) and "hunter2" not in str(body)

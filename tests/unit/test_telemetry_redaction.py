@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import random
+import re
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 
-from services.common.telemetry.files import to_otlp_json
-from services.common.telemetry.redaction import REDACTED, RedactingSpanExporter, redact_mapping, redact_text
+from services.common.telemetry.files import encode_logs_json
+from services.common.telemetry.redaction import (
+    _SENSITIVE_VALUE,
+    _TRIGGERS,
+    REDACTED,
+    RedactingSpanExporter,
+    _replacement,
+    is_sensitive_key,
+    redact_mapping,
+    redact_text,
+)
 from tests.support.telemetry_testing import (
     ECHO_METHOD,
     CapturedTelemetry,
@@ -24,8 +34,8 @@ log = logging.getLogger("tests.redaction")
 
 
 def otlp_json_of_logs(captured: CapturedTelemetry) -> str:
-    """The log records exactly as they would go over the wire, as OTLP/JSON."""
-    return to_otlp_json(encode_logs(list(captured.logs.get_finished_logs())))
+    """The log records exactly as the file exporter writes them, as OTLP/JSON."""
+    return encode_logs_json(list(captured.logs.get_finished_logs()))
 
 
 def test_free_text_credentials_are_replaced() -> None:
@@ -33,6 +43,7 @@ def test_free_text_credentials_are_replaced() -> None:
     assert redact_text(f"Authorization: Bearer {JWT}") == f"Authorization: {REDACTED}"
     assert redact_text(f"token is {JWT}.") == f"token is {REDACTED}."
     assert redact_text('{"password": "two words"}') == f'{{"password": {REDACTED}}}'
+    assert redact_text(f"login {dict(password=PASSWORD)}") == f"login {{'password': {REDACTED}}}"
     assert redact_text("saga.step charge for order o-1") == "saga.step charge for order o-1"
 
 
@@ -111,3 +122,74 @@ def test_a_clean_span_is_exported_as_is() -> None:
     keep = Keep()
     RedactingSpanExporter(keep).export([span])  # type: ignore[arg-type]
     assert keep.spans == [span]
+
+
+def _regex_only(text: str) -> str:
+    """The guard without its fast precheck: what redact_text must always equal."""
+    return _SENSITIVE_VALUE.sub(_replacement, text)
+
+
+def test_every_alternative_of_the_credential_regex_contains_a_precheck_trigger() -> None:
+    keywords = re.search(r"\(\?P<key>([^)]*)\)", _SENSITIVE_VALUE.pattern)
+    assert keywords is not None
+    literals = [*keywords.group(1).split("|"), "eyJ", "Bearer", "Basic"]
+    assert "|".join(literals[-2:]) in _SENSITIVE_VALUE.pattern and literals[-3] in _SENSITIVE_VALUE.pattern
+    for literal in literals:
+        assert any(trigger in literal.lower() for trigger in _TRIGGERS), literal
+
+
+def test_the_precheck_never_lets_through_what_the_regex_catches() -> None:
+    caught = [
+        f"PASSWORD={PASSWORD}",
+        f"Pwd: {PASSWORD}",
+        f"x sEcReT='{PASSWORD}'",
+        f"REFRESH_TOKEN={PASSWORD}",
+        f"authorization: bEaReR {JWT}",
+        "BASIC dXNlcjpwYXNz",
+        JWT.upper(),
+        f"to\u212aen={PASSWORD}",  # KELVIN SIGN: the regex folds it to "k"; not ASCII, so no precheck
+        f"pa\u017f\u017fword={PASSWORD}",  # LATIN SMALL LETTER LONG S folds to "s"
+        f"caf\u00e9 password={PASSWORD}",
+        f"{ {'token': PASSWORD} }",
+    ]
+    for text in caught:
+        assert _regex_only(text) != text, text
+        assert redact_text(text) == _regex_only(text), text
+    # A differential check over random text built from the regex's own pieces.
+    pieces = [
+        *_TRIGGERS, "PASS", "word", "Word", "_", "access", "refresh", "=", ":", " ", '"', "'", "eyJ", "abcd",
+        ".", "x", "9", "\u212a", "\u017f", "\u00e9", "Bear", "er ", "Bas", "ic ", "tok", "en",
+    ]
+    rng = random.Random(20240613)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        assert redact_text(text) == _regex_only(text), text
+
+
+def test_the_sensitive_key_decision_is_cached_and_unchanged() -> None:
+    for key in ("password", "user.password", "Authorization", "http.request.header.authorization", "api-key", "x"):
+        first = is_sensitive_key(key)
+        assert is_sensitive_key(key) is first
+    assert is_sensitive_key("user.password") and not is_sensitive_key("order.id")
+    assert is_sensitive_key.cache_info().hits > 0
+
+
+def test_text_made_from_objects_is_redacted_in_both_sinks() -> None:
+    """An exception or any object in ``extra`` becomes text after the fields were redacted."""
+
+    class Header:
+        def __str__(self) -> str:
+            return f"Authorization: Bearer {JWT}"
+
+    with in_memory_telemetry() as captured:
+        log.warning(
+            "login failed for %s",
+            {"user": "alice", "password": PASSWORD},
+            extra={"error": ValueError(f"password={PASSWORD}"), "header": Header(), "items": [Header()]},
+        )
+        log.info({"note": "a dict msg", "api_key": PASSWORD})
+        stdout = captured.stdout.getvalue()
+        otlp_logs = otlp_json_of_logs(captured)
+    for name, text in (("stdout", stdout), ("otlp logs", otlp_logs)):
+        assert PASSWORD not in text and JWT not in text, name
+        assert REDACTED in text, name

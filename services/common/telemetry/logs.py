@@ -8,7 +8,8 @@ current span, the correlation id from the request, and the saga fields from
 :func:`bind_log_fields`, which the saga observer uses around each run and step.
 
 Named events go in ``extra={"event": "saga.step.started"}``; everything else is
-``"log"``. Both sinks pass through the redaction guard.
+``"log"``. Both sinks pass through the redaction guard; the redacted message and
+fields are worked out once per record and shared by the two (:func:`redacted_fields`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from opentelemetry import baggage, context, trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from services.common import correlation
-from services.common.telemetry.redaction import redact_mapping, redact_text
+from services.common.telemetry.redaction import redact_mapping, redact_text, redact_value
 
 DEFAULT_EVENT = "log"
 # Contract fields, in the order they appear in a JSON line.
@@ -50,6 +51,7 @@ CONTEXT_FIELDS = ("saga.id", "saga.name", "saga.step", "order.id", "payment.id")
 _NO_FIELDS: Mapping[str, str] = MappingProxyType({})
 _log_fields: ContextVar[Mapping[str, str]] = ContextVar("sagascope_log_fields", default=_NO_FIELDS)
 _ENRICHED = "_sagascope_enriched"
+_REDACTED = "_sagascope_redacted"
 _SKIP = frozenset(RESERVED_ATTRS) | {"taskName", "message", "asctime", _ENRICHED}
 # Fields already carried natively by an OTLP log record (or its resource).
 _NOT_OTLP_ATTRIBUTES = frozenset({"trace_id", "span_id", "service.name", "timestamp", "level", "message"})
@@ -116,28 +118,69 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+def redacted_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
+    """The record's message and :func:`extra_fields`, through the redaction guard.
+
+    Worked out by whichever sink sees the record first and kept on it, so the JSON line and the
+    OTLP record neither format the message nor redact the fields twice. (Both handlers share the
+    one ContextFieldsFilter, which has stamped every field before the first of them runs.)
+    """
+    cached: tuple[str, dict[str, Any]] | None = record.__dict__.get(_REDACTED)
+    if cached is None:
+        # A formatter that already ran has left getMessage()'s result on the record, except
+        # python-json-logger for a dict msg (it sets "" and spreads the dict instead).
+        message = record.__dict__.get("message")
+        if isinstance(record.msg, Mapping) and not record.args:
+            message = str(redact_mapping(record.msg))  # its keys count, as in the JSON line
+        elif not isinstance(message, str) or isinstance(record.msg, dict):
+            message = record.getMessage()
+        cached = (redact_text(message), redact_mapping(extra_fields(record)))
+        record.__dict__[_REDACTED] = cached
+    return cached
+
+
+class _RedactingJsonEncoder(JsonEncoder):
+    """What python-json-logger makes of a non-JSON value (an exception, a dataclass, ``str(obj)``)
+    passes the guard as well: that text is made after the fields were redacted."""
+
+    def default(self, o: Any) -> Any:
+        value = super().default(o)
+        if isinstance(value, str):
+            return redact_text(value)
+        if isinstance(value, Mapping):
+            return redact_mapping(value)
+        return value
+
+
 class JsonLineFormatter(JsonFormatter):
-    """One JSON object a line: the contract fields first, then the record's extras."""
+    """One JSON object a line: the contract fields first, then the record's extras.
+
+    Every value passes the redaction guard: the message and extras via :func:`redacted_fields`,
+    the rest (logger name, level, a formatted exception or stack, a dict msg's keys) here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("json_encoder", _RedactingJsonEncoder)
+        super().__init__(*args, **kwargs)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        extras = extra_fields(record)
+        message, redacted = redacted_fields(record)
+        extras = dict(redacted)
         log_data["timestamp"] = _timestamp(record.created)
-        log_data["level"] = record.levelname
+        log_data["level"] = redact_text(record.levelname)
         log_data["service.name"] = extras.pop("service.name", None)
-        log_data["logger"] = record.name
-        log_data["message"] = record.message
+        log_data["logger"] = redact_value("logger", record.name)
+        log_data["message"] = "" if isinstance(record.msg, dict) else message
         for key in ("event", "trace_id", "span_id", "correlation_id"):
             log_data[key] = extras.pop(key, None)
         for key in CONTEXT_FIELDS:
             if key in extras:
                 log_data[key] = extras.pop(key)
         log_data.update(extras)
-        log_data.update(message_dict)
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return redact_mapping(log_data)
+        if message_dict:
+            log_data.update(redact_mapping(message_dict))
 
 
 _SEVERITY = (
@@ -157,11 +200,12 @@ def _severity(levelno: int) -> tuple[SeverityNumber, str]:
 
 
 def _attribute_value(value: Any) -> Any:
+    """An OTLP attribute value for an (already redacted) extra field."""
     if isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, list | tuple) and all(isinstance(item, str | bool | int | float) for item in value):
         return list(value)
-    return str(value)
+    return redact_text(str(value))  # text made here, from an object, passes the guard too
 
 
 class OtlpLogHandler(logging.Handler):
@@ -180,16 +224,20 @@ class OtlpLogHandler(logging.Handler):
         if record.name.startswith("opentelemetry"):
             return
         try:
+            message, redacted = redacted_fields(record)
             attributes = {
                 key: _attribute_value(value)
-                for key, value in extra_fields(record).items()
+                for key, value in redacted.items()
                 if value is not None and key not in _NOT_OTLP_ATTRIBUTES
             }
-            attributes["logger.name"] = record.name
+            attributes["logger.name"] = redact_value("logger.name", record.name)
             if record.exc_info and record.exc_info[0] is not None:
-                attributes["exception.type"] = record.exc_info[0].__name__
-                attributes["exception.message"] = str(record.exc_info[1])
-                attributes["exception.stacktrace"] = logging.Formatter().formatException(record.exc_info)
+                exception = {
+                    "exception.type": record.exc_info[0].__name__,
+                    "exception.message": str(record.exc_info[1]),
+                    "exception.stacktrace": logging.Formatter().formatException(record.exc_info),
+                }
+                attributes.update(redact_mapping(exception))
             number, text = _severity(record.levelno)
             event = record.__dict__.get("event")
             self.provider.get_logger(record.name).emit(
@@ -198,8 +246,8 @@ class OtlpLogHandler(logging.Handler):
                 context=context.get_current(),
                 severity_number=number,
                 severity_text=text,
-                body=redact_text(record.getMessage()),
-                attributes=redact_mapping(attributes),
+                body=message,
+                attributes=attributes,
                 event_name=event if isinstance(event, str) and event != DEFAULT_EVENT else None,
             )
         except Exception:

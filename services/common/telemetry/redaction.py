@@ -7,10 +7,15 @@ through a place nobody thought of (an exception message, a metadata dump).
 Two rules: a value under a sensitive *key* is replaced whole; a *value* that looks
 like a credential (a JWT, ``Bearer ...``, ``Basic ...``, ``password=...``) is
 replaced wherever it appears in free text.
+
+This runs for every field of every log record and span, so it is kept cheap without
+loosening it: the key decision is cached per key, and text is only run through the
+credential regex when it could match at all (see :func:`_may_hold_credential`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,19 +34,47 @@ _SENSITIVE_KEY = re.compile(
 _SENSITIVE_VALUE = re.compile(
     r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"  # a JWT (header.payload.signature)
     r"|\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"  # an Authorization value
-    r"|\b(?P<key>password|passwd|pwd|secret|token|access_token|refresh_token)(?P<sep>\"?\s*[=:]\s*)"
+    # key=value, "key": value (JSON) and 'key': value (a Python dict's repr, e.g. logged with %s)
+    r"|\b(?P<key>password|passwd|pwd|secret|token|access_token|refresh_token)(?P<sep>[\"']?\s*[=:]\s*)"
     r"(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)",
     re.IGNORECASE,
 )
 
 
+# Every alternative of _SENSITIVE_VALUE contains one of these literally (case aside): "eyJ";
+# "Bearer" / "Basic"; password, passwd ("passw"), pwd, secret, token (also in access_token and
+# refresh_token). Keep this list in step with the regex; test_telemetry_redaction.py checks it.
+_TRIGGERS = ("eyj", "bearer", "basic", "passw", "pwd", "secret", "token")
+
+
+def _may_hold_credential(text: str) -> bool:
+    """False only when ``_SENSITIVE_VALUE`` cannot match ``text``: no trigger in it, in any case.
+
+    For ASCII text, ``str.lower`` is exactly the regex's IGNORECASE folding. Other text may fold
+    differently (the Kelvin sign matches "k", the long s matches "s"), so it always gets the regex.
+    """
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in lowered:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
+    """Cached: the same few dozen keys (``saga.id``, ``rpc.method`` ...) come by on every record."""
     return _SENSITIVE_KEY.search(key) is not None
+
+
+def contains_credential(text: str) -> bool:
+    return _may_hold_credential(text) and _SENSITIVE_VALUE.search(text) is not None
 
 
 def redact_text(text: str) -> str:
     """``text`` with every credential-looking value replaced by ``[REDACTED]``."""
-    if not text:
+    if not text or not _may_hold_credential(text):
         return text
     return _SENSITIVE_VALUE.sub(_replacement, text)
 
@@ -56,6 +89,11 @@ def _replacement(match: re.Match[str]) -> str:
 def redact_value(key: str, value: Any) -> Any:
     if is_sensitive_key(key):
         return REDACTED
+    kind = type(value)
+    if kind is str:
+        return redact_text(value)
+    if value is None or kind is int or kind is bool or kind is float:
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
@@ -75,10 +113,11 @@ def _needs_redaction(values: Mapping[str, Any] | None) -> bool:
     for key, value in values.items():
         if is_sensitive_key(key):
             return True
-        if isinstance(value, str) and _SENSITIVE_VALUE.search(value):
-            return True
-        if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-            if any(isinstance(item, str) and _SENSITIVE_VALUE.search(item) for item in value):
+        if isinstance(value, str):
+            if contains_credential(value):
+                return True
+        elif isinstance(value, Sequence) and not isinstance(value, bytes):
+            if any(isinstance(item, str) and contains_credential(item) for item in value):
                 return True
     return False
 
@@ -90,8 +129,8 @@ def redact_span(span: ReadableSpan) -> ReadableSpan:
         _needs_redaction(span.attributes)
         or any(_needs_redaction(event.attributes) for event in span.events)
         or any(_needs_redaction(link.attributes) for link in span.links)
-        or bool(description and _SENSITIVE_VALUE.search(description))
-        or bool(_SENSITIVE_VALUE.search(span.name))
+        or bool(description and contains_credential(description))
+        or contains_credential(span.name)
     )
     if not dirty:
         return span

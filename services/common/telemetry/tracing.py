@@ -90,6 +90,10 @@ def init_tracer_provider(
     """A provider whose spans pass the redaction guard on their way to ``exporter``.
 
     ``batch=False`` exports each span as it ends (tests, and tools that exit at once).
+
+    The batch processors (here and for logs) take no arguments on purpose: the SDK then reads
+    ``OTEL_BSP_*`` / ``OTEL_BLRP_*`` itself, defaulting to batches of 512 from a 2048 queue, which
+    under load is what the file exporters get (and they are no cheaper per item in larger batches).
     """
     provider = TracerProvider(resource=resource, sampler=configured_sampler())
     if exporter is not None:
