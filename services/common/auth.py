@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -177,12 +178,31 @@ def _parse_jwks(document: Any, url: str) -> dict[str, jwt.PyJWK]:
 
 
 class TokenVerifier:
+    # Verified tokens, remembered until they expire: a service token is presented on every
+    # call, and an RSA signature check per call is the largest cost of auth.
+    CACHE_SIZE = 4096
+
     def __init__(self, settings: AuthSettings, jwks: JwksCache | None = None) -> None:
         self.settings = settings
         self._jwks = jwks or JwksCache(settings.jwks_url)
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; :class:`Unauthenticated` saying what is wrong otherwise."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]  # expired: the full check below says so, with leeway
+        principal, expires_at = await self._verify_fully(token)
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > self.CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify_fully(self, token: str) -> tuple[Principal, float]:
         if not token:
             raise Unauthenticated("missing access token")
         if len(token) > _MAX_TOKEN_BYTES:
@@ -223,7 +243,7 @@ class TokenVerifier:
             raise Unauthenticated("token is not valid yet (iat/nbf in the future)") from None
         except jwt.PyJWTError:
             raise Unauthenticated("access token is invalid") from None
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"])
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

@@ -93,13 +93,10 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
             currency=validation.require_currency(request.currency),
             idempotency_key=validation.require_id(request.idempotency_key, "idempotency_key"),
         )
-        existing = await self._store.find_by_idempotency_key(charge.idempotency_key)
-        if existing is None:
-            decision = domain.decide(
-                charge, self._limit_major, fault_decline=self._faults.should(Fault.PAYMENT_DECLINE)
-            )
-            # A concurrent duplicate loses on the unique index and gets the winner back.
-            existing = await self._store.insert_or_get(domain.new_payment(charge, decision, self._clock()))
+        decision = domain.decide(charge, self._limit_major, fault_decline=self._faults.should(Fault.PAYMENT_DECLINE))
+        # Insert first: a new charge costs one write. A repeat (or a concurrent duplicate) loses
+        # on the unique index and gets the stored payment back, whatever this call decided.
+        existing = await self._store.insert_or_get(domain.new_payment(charge, decision, self._clock()))
         _ensure_same_charge(charge, existing)
         return payments_pb2.ProcessPaymentResponse(payment=to_proto(existing))
 

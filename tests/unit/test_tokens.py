@@ -198,3 +198,31 @@ def test_key_ring_generates_only_in_development(tmp_path: Path) -> None:
         KeyRing(tmp_path / "dev").reload()
     with pytest.raises(ConfigError, match="IDENTITY_SIGNING_KID"):
         KeyRing(tmp_path / "dev", signing_kid="nope", allow_generate=True).reload()
+
+
+class CountingJwks(StaticJwks):
+    def __init__(self, ring: KeyRing) -> None:
+        super().__init__(ring)
+        self.lookups = 0
+
+    async def get_key(self, kid: str) -> jwt.PyJWK:
+        self.lookups += 1
+        return await super().get_key(kid)
+
+
+async def test_a_verified_token_is_remembered_only_until_it_expires(
+    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwks = CountingJwks(ring)
+    verifier = TokenVerifier(AuthSettings(jwks_url="http://unused.invalid/", issuer=ISSUER, audience=AUDIENCE), jwks)
+    token = _sign(ring, _claims(exp=int(time.time()) + 60))
+    first = await verifier.verify(token)
+    again = await verifier.verify(token)
+    assert again == first and jwks.lookups == 1  # the second call skipped the signature check
+    with pytest.raises(Unauthenticated):  # a forged twin is not a cache hit
+        await verifier.verify(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
+    lookups = jwks.lookups
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 120)  # the cache's clock is past exp
+    await verifier.verify(token)  # PyJWT's own clock still says valid; what matters is that it was asked
+    assert jwks.lookups == lookups + 1  # past exp the cache is bypassed: the full check decides
