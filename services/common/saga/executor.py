@@ -8,7 +8,6 @@ FAILED when a compensation cannot finish yet, for recovery to retry.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from typing import Generic, TypeVar
@@ -133,13 +132,15 @@ class SagaExecutor(Generic[S]):
             with scope.step(step.name, index) as step_scope:
                 try:
                     if isinstance(step, LocalStep):
-                        snapshot = copy.deepcopy(state)
+                        before = (record.status, record.step_index, record.step_started, record.state)
                         try:
                             async with self.store.transition(record) as session:
                                 await step.action(state, session)
                                 self._advance(record, state)
                         except BaseException:
-                            state = _restore(state, snapshot)
+                            # The transaction rolled back: so do the record and the state in memory.
+                            record.status, record.step_index, record.step_started, record.state = before
+                            state = _restore(state, self.definition.decode(record.state))
                             raise
                         unsaved = False
                     else:
