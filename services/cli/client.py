@@ -37,16 +37,15 @@ async def login(identity_target: str, username: str, password: str) -> str:
 
 class OrderClient:
     def __init__(self, order_target: str, token: str) -> None:
-        self._channel = grpc.aio.insecure_channel(order_target)
+        # round_robin: with several order replicas every one gets its share of the calls.
+        self._channel = grpc.aio.insecure_channel(order_target, options=[("grpc.lb_policy_name", "round_robin")])
         self._stub = orders_pb2_grpc.OrderServiceStub(self._channel)
         self._token = token
 
     async def close(self) -> None:
         await self._channel.close()
 
-    def _metadata(
-        self, inject: tuple[str, ...] = (), correlation_id: str = ""
-    ) -> tuple[tuple[str, str], ...]:
+    def _metadata(self, inject: tuple[str, ...] = (), correlation_id: str = "") -> tuple[tuple[str, str], ...]:
         md: list[tuple[str, str]] = [("authorization", f"Bearer {self._token}")]
         if inject:
             md.append((faults.HEADER, ",".join(inject)))
@@ -62,9 +61,7 @@ class OrderClient:
         correlation_id: str = "",
     ) -> OrderResult:
         started = time.perf_counter()
-        call = self._stub.CreateOrder(
-            request, metadata=self._metadata(inject, correlation_id), timeout=timeout
-        )
+        call = self._stub.CreateOrder(request, metadata=self._metadata(inject, correlation_id), timeout=timeout)
         try:
             reply = await call
             order, code, message = reply.order, grpc.StatusCode.OK, ""

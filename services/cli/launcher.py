@@ -118,7 +118,10 @@ class LocalStack:
     database_url: str | None = None
     mongo_url: str | None = None  # an external MongoDB: then no nx-27017 is started
     cwd: Path = field(default_factory=Path.cwd)
+    # Extra order replicas (ports chosen free): the saga log's leases make them safe together.
+    order_replicas: int = 1
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    order_ports: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -130,9 +133,7 @@ class LocalStack:
             "IDENTITY_GRPC_PORT": str(p.identity_grpc),
             "IDENTITY_HTTP_PORT": str(p.identity_http),
             "IDENTITY_METRICS_PORT": str(p.identity_metrics),
-            "IDENTITY_KEYS_DIR": os.environ.get(
-                "IDENTITY_KEYS_DIR", str(self.state_dir / "identity" / "keys")
-            ),
+            "IDENTITY_KEYS_DIR": os.environ.get("IDENTITY_KEYS_DIR", str(self.state_dir / "identity" / "keys")),
             "PAYMENT_GRPC_PORT": str(p.payment_grpc),
             "PAYMENT_METRICS_PORT": str(p.payment_metrics),
             "PAYMENT_MONGO_URL": mongo_url,
@@ -179,9 +180,24 @@ class LocalStack:
             self.processes[name] = ManagedProcess(
                 name, [python, "-m", module], dict(env), logs / f"{name}.log", f"127.0.0.1:{port}"
             )
+        self.order_ports = [p.order_grpc]
+        for replica in range(2, self.order_replicas + 1):
+            grpc_port, metrics_port = free_port(), free_port()
+            replica_env = {**env, "ORDER_GRPC_PORT": str(grpc_port), "ORDER_METRICS_PORT": str(metrics_port)}
+            self.processes[f"order-{replica}"] = ManagedProcess(
+                f"order-{replica}",
+                [python, "-m", "services.order"],
+                replica_env,
+                logs / f"order-{replica}.log",
+                f"127.0.0.1:{grpc_port}",
+            )
+            self.order_ports.append(grpc_port)
 
     @property
     def order_target(self) -> str:
+        """One address, or all replicas as an ``ipv4:`` list (clients balance round robin)."""
+        if len(self.order_ports) > 1:
+            return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in self.order_ports)
         return f"127.0.0.1:{self.ports.order_grpc}"
 
     @property
@@ -202,9 +218,7 @@ class LocalStack:
             if await self._healthy(proc):
                 return
             await asyncio.sleep(0.2)
-        raise TimeoutError(
-            f"{name} was not healthy within {timeout:.0f}s; its log ends with:\n{proc.log_tail()}"
-        )
+        raise TimeoutError(f"{name} was not healthy within {timeout:.0f}s; its log ends with:\n{proc.log_tail()}")
 
     async def _healthy(self, proc: ManagedProcess) -> bool:
         if proc.health_target is None:
