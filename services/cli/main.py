@@ -51,14 +51,21 @@ def _stack(faults: bool) -> LocalStack:
     )
 
 
-async def cmd_up(args: argparse.Namespace) -> int:
-    stack = _stack(args.faults)
-    _print("starting sagascope (embedded: SQLite + nx-27017) ...")
+async def _start(stack: LocalStack) -> bool:
+    """Start every process; on failure say why (the failing process's log tail) and stop the rest."""
     try:
         await stack.start()
     except (RuntimeError, TimeoutError) as exc:
         _print(f"start-up failed: {exc}")
         await stack.stop()
+        return False
+    return True
+
+
+async def cmd_up(args: argparse.Namespace) -> int:
+    stack = _stack(args.faults)
+    _print("starting sagascope (embedded: SQLite + nx-27017) ...")
+    if not await _start(stack):
         return 1
     _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
     stop = asyncio.Event()
@@ -119,11 +126,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         )
     else:
         _print("starting the stack (identity, payment on nx-27017, order on SQLite) ...")
-        try:
-            await stack.start()
-        except (RuntimeError, TimeoutError) as exc:
-            _print(f"start-up failed: {exc}")
-            await stack.stop()
+        if not await _start(stack):
             return 1
         started_here = True
         _print(_describe(stack))
