@@ -7,7 +7,7 @@ and ``baggage``; these sit next to them:
   puts the id into baggage (the OTel interceptor starts from the *incoming*
   context, so it has to be added again here), counts and times the call under
   the go-grpc-prometheus names with a ``trace_id`` exemplar, and writes one
-  ``grpc.server.handled`` log line per failed call (per call at DEBUG; health checks excepted).
+  ``grpc.server.handled`` log line per call (health checks excepted).
 - client, outside the OTel client interceptor: makes sure the correlation id is
   in baggage and in ``x-correlation-id`` before the OTel interceptor injects.
 - client, inside it: the client-side RED metrics.
@@ -113,12 +113,10 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
                         metrics.handling.labels(UNARY, service, method).observe(
                             elapsed, exemplar=trace_exemplar()
                         )
-                    # Failures at INFO; successes only at DEBUG (SAGASCOPE_LOG_LEVEL=DEBUG): the
-                    # server span and the RED metrics already record every call.
-                    level = logging.DEBUG if code == "OK" else logging.INFO
-                    if access_log and log.isEnabledFor(level):
-                        log.log(
-                            level,
+                    # One line per call, from every service: it is what ties a participant's side
+                    # of a saga into the saga's correlated logs (business code logs nothing).
+                    if access_log:
+                        log.info(
                             "%s/%s %s in %.1f ms",
                             service,
                             method,
