@@ -134,3 +134,14 @@ def test_correlation_from_baggage_header_parses_w3c_baggage() -> None:
     assert correlation.from_baggage_header("k=v") is None
     assert correlation.from_baggage_header(None) is None
     assert correlation.from_metadata((("x-correlation-id", "h"), ("baggage", "correlation_id=b"))) == "h"
+
+
+def test_health_checks_and_reflection_are_not_traced() -> None:
+    from types import SimpleNamespace
+
+    from services.common.telemetry import _traced
+
+    assert not _traced(SimpleNamespace(method="/grpc.health.v1.Health/Check"))
+    assert not _traced(SimpleNamespace(method="/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"))
+    assert _traced(SimpleNamespace(method="/sagascope.orders.v1.OrderService/CreateOrder"))
+    assert _traced(SimpleNamespace(method="/grpc.health.v1.HealthX/Check"))  # only the real service is exempt
