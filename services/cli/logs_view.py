@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from services.cli.view_output import print_view
 from services.common.telemetry.files import LOGS_FILE, iter_log_records, service_files
 
 ELASTICSEARCH_URL = "ELASTICSEARCH_URL"
@@ -190,13 +191,11 @@ def logs_command(
         elasticsearch_url = os.environ.get(ELASTICSEARCH_URL) or None
     directory = directory or Path(os.environ.get(TELEMETRY_DIR) or DEFAULT_DIR)
     source = f"Elasticsearch at {elasticsearch_url}" if elasticsearch_url else f"files under {directory}"
-    try:
-        rows = load_logs(correlation_id, elasticsearch_url=elasticsearch_url, directory=directory)
-    except OSError as exc:
-        print(f"could not read logs from {source}: {exc}", file=sys.stderr)
-        return 2
-    if not rows:
-        print(f"no log records with correlation_id {correlation_id!r} in {source}", file=sys.stderr)
-        return 1
-    print(render_logs(rows), file=out)
-    return 0
+    return print_view(
+        lambda: load_logs(correlation_id, elasticsearch_url=elasticsearch_url, directory=directory),
+        lambda rows: render_logs(list(rows)),
+        what="logs",
+        source=source,
+        nothing=f"no log records with correlation_id {correlation_id!r}",
+        out=out,
+    )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from services.cli.view_output import print_view
 from services.common.telemetry.files import TRACES_FILE, iter_spans, service_files
 
 JAEGER_URL = "JAEGER_URL"
@@ -261,13 +262,11 @@ def trace_command(
     jaeger_url = jaeger_url if jaeger_url is not None else os.environ.get(JAEGER_URL) or None
     directory = directory or Path(os.environ.get(TELEMETRY_DIR) or DEFAULT_DIR)
     source = f"Jaeger at {jaeger_url}" if jaeger_url else f"files under {directory}"
-    try:
-        spans = load_trace_spans(ref, jaeger_url=jaeger_url, directory=directory)
-    except OSError as exc:
-        print(f"could not read traces from {source}: {exc}", file=sys.stderr)
-        return 2
-    if not spans:
-        print(f"no trace found for {ref!r} in {source}", file=sys.stderr)
-        return 1
-    print(render_tree(spans), file=out)
-    return 0
+    return print_view(
+        lambda: load_trace_spans(ref, jaeger_url=jaeger_url, directory=directory),
+        render_tree,
+        what="traces",
+        source=source,
+        nothing=f"no trace found for {ref!r}",
+        out=out,
+    )
