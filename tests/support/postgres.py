@@ -26,19 +26,31 @@ from services.cli.launcher import free_port
 RUN_AS = "postgres"
 
 
+TOOLS = ("initdb", "pg_ctl", "pg_isready", "createdb")
+
+
 def find_bin_dir() -> Path | None:
+    """A folder holding every server tool the tier needs (a lone ``initdb`` link is not enough)."""
     override = os.environ.get("SAGASCOPE_PG_BINDIR")
-    candidates = [override] if override else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    if override:
+        candidates = [Path(override)]
+    else:
+        candidates = [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+        found = shutil.which("initdb")
+        if found:
+            candidates.append(Path(found).resolve().parent)
     for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
+        if all((candidate / tool).exists() for tool in TOOLS):
+            return candidate
+    return None
 
 
 def unavailable_reason() -> str | None:
     if find_bin_dir() is None:
-        return "PostgreSQL server binaries (initdb) not found; install the postgresql package"
+        return (
+            f"PostgreSQL server binaries ({', '.join(TOOLS)}) not found together; install the postgresql "
+            "package or point SAGASCOPE_PG_BINDIR at them"
+        )
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root without runuser, cannot start PostgreSQL as a non-root user"
     return None
