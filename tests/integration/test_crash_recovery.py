@@ -63,9 +63,7 @@ async def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-unt
 async def crash_and_recover(stack: LocalStack, fault: str, crash_when) -> tuple[orders_pb2.Order, list]:  # type: ignore[no-untyped-def]
     token = await login(stack.identity_target, "alice", "alice-dev-password")
     client = OrderClient(stack.order_target, token)
-    placing = asyncio.create_task(
-        client.create_order(order_request("alice", f"crash-{fault}"), inject=(fault,))
-    )
+    placing = asyncio.create_task(client.create_order(order_request("alice", f"crash-{fault}"), inject=(fault,)))
     order_id = await wait_for(lambda: crash_when(stack), 30, f"the saga to reach the crash point ({fault})")
     stack.kill("order")
     result = await placing
@@ -111,3 +109,49 @@ async def test_killed_while_the_charge_is_in_flight_retries_it_with_the_same_key
     assert order.status == orders_pb2.ORDER_STATUS_COMPLETED
     assert len(payments) == 1 and payments[0]["status"] == "CHARGED"
     assert payments[0]["_id"] == order.payment_id
+
+
+async def test_with_two_replicas_the_survivor_finishes_a_saga_the_crashed_one_started(tmp_path, database_url):
+    stack = LocalStack(
+        tmp_path / "stack",
+        Ports.free(),
+        database_url=database_url,
+        order_replicas=2,
+        extra_env={
+            "SAGASCOPE_FAULTS_ENABLED": "true",
+            "SAGASCOPE_FAULT_LATENCY_MS": "3000",
+            "ORDER_SAGA_LEASE_SECONDS": "2",
+            "ORDER_RECOVERY_INTERVAL_SECONDS": "0.5",
+            "ORDER_PAYMENT_TIMEOUT_SECONDS": "10",
+            "SAGASCOPE_TELEMETRY_DIR": str(tmp_path / "telemetry"),
+        },
+    )
+    await stack.start()
+    try:
+        token = await login(stack.identity_target, "alice", "alice-dev-password")
+        first = OrderClient(f"127.0.0.1:{stack.order_ports[0]}", token)
+        survivor = OrderClient(f"127.0.0.1:{stack.order_ports[1]}", token)
+        placing = asyncio.create_task(
+            first.create_order(order_request("alice", "two-replicas"), inject=("payment_latency",))
+        )
+
+        async def order_id_from_survivor() -> str | None:
+            page = await survivor._stub.ListOrders(orders_pb2.ListOrdersRequest(), metadata=survivor._metadata())
+            return page.orders[0].id if page.orders else None
+
+        order_id = await wait_for(order_id_from_survivor, 30, "the first replica to reserve the order")
+        stack.kill("order")  # the replica that owns the saga, mid-charge
+        assert (await placing).code == grpc.StatusCode.UNAVAILABLE
+        await first.close()
+
+        async def finished() -> orders_pb2.Order | None:
+            order = await survivor.get_order(order_id)
+            return order if order.status != orders_pb2.ORDER_STATUS_PENDING else None
+
+        order = await wait_for(finished, 60, "the surviving replica's recovery to finish the saga")
+        await survivor.close()
+        assert order.status == orders_pb2.ORDER_STATUS_COMPLETED
+        payments = [p for p in await charged_payments(stack) if p.get("order_id") == order_id]
+        assert [(p["status"], p["_id"]) for p in payments] == [("CHARGED", order.payment_id)]
+    finally:
+        await stack.stop()
