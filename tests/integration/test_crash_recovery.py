@@ -18,12 +18,13 @@ from services.cli.launcher import LocalStack, Ports
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-async def stack(tmp_path, database_url):
-    stack = LocalStack(
+def crash_stack(tmp_path, database_url: str, order_replicas: int = 1) -> LocalStack:  # type: ignore[no-untyped-def]
+    """Faults on (3 s latency), short leases and a fast recovery loop, so a crash heals in seconds."""
+    return LocalStack(
         tmp_path / "stack",
         Ports.free(),
         database_url=database_url,
+        order_replicas=order_replicas,
         extra_env={
             "SAGASCOPE_FAULTS_ENABLED": "true",
             "SAGASCOPE_FAULT_LATENCY_MS": "3000",
@@ -33,6 +34,11 @@ async def stack(tmp_path, database_url):
             "SAGASCOPE_TELEMETRY_DIR": str(tmp_path / "telemetry"),
         },
     )
+
+
+@pytest.fixture
+async def stack(tmp_path, database_url):
+    stack = crash_stack(tmp_path, database_url)
     await stack.start()
     try:
         yield stack
@@ -112,20 +118,7 @@ async def test_killed_while_the_charge_is_in_flight_retries_it_with_the_same_key
 
 
 async def test_with_two_replicas_the_survivor_finishes_a_saga_the_crashed_one_started(tmp_path, database_url):
-    stack = LocalStack(
-        tmp_path / "stack",
-        Ports.free(),
-        database_url=database_url,
-        order_replicas=2,
-        extra_env={
-            "SAGASCOPE_FAULTS_ENABLED": "true",
-            "SAGASCOPE_FAULT_LATENCY_MS": "3000",
-            "ORDER_SAGA_LEASE_SECONDS": "2",
-            "ORDER_RECOVERY_INTERVAL_SECONDS": "0.5",
-            "ORDER_PAYMENT_TIMEOUT_SECONDS": "10",
-            "SAGASCOPE_TELEMETRY_DIR": str(tmp_path / "telemetry"),
-        },
-    )
+    stack = crash_stack(tmp_path, database_url, order_replicas=2)
     await stack.start()
     try:
         token = await login(stack.identity_target, "alice", "alice-dev-password")
