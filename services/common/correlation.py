@@ -35,10 +35,6 @@ def current() -> str | None:
     return _current.get()
 
 
-def set_current(value: str | None) -> None:
-    _current.set(value)
-
-
 @contextmanager
 def bound(value: str) -> Iterator[None]:
     """``value`` is the correlation id (ContextVar and OTel baggage) for this block.

@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +21,9 @@ from grpc_reflection.v1alpha import reflection
 from services.common import correlation
 from services.common.errors import ServiceError
 from services.common.interceptors import UnaryBehavior, wrap_unary
+
+if TYPE_CHECKING:
+    from services.common.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +141,7 @@ class ServiceApp(Protocol):
     async def stop(self) -> None: ...
 
 
-async def run_until_stopped(app: ServiceApp, telemetry: Any, metrics_port: int) -> None:
+async def run_until_stopped(app: ServiceApp, telemetry: Telemetry, metrics_port: int) -> None:
     """The process life of a service: start, serve /metrics, wait for SIGTERM/SIGINT, drain,
     and flush telemetry last so the drain's own spans and logs are exported too."""
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import grpc
 
 from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
-from services.common import correlation
 from services.common.auth import ServiceTokenSource
 from services.common.faults import Fault, FaultInjector
 from services.common.resilience import Downstream, DownstreamUnavailable, NotSent
@@ -58,7 +57,8 @@ class PaymentParticipant:
                 grpc.StatusCode.UNAVAILABLE,
                 maybe_applied=False,
             ) from exc
-        metadata = auth + correlation.outgoing_metadata() + self._faults.outgoing_metadata()
+        # The correlation id is added by the channel's telemetry interceptor, with the baggage.
+        metadata = auth + self._faults.outgoing_metadata()
 
         async def invoke(timeout_s: float):  # type: ignore[no-untyped-def]
             if self._faults.should(Fault.PAYMENT_UNREACHABLE):

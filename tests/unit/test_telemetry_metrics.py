@@ -42,7 +42,7 @@ def exercise(captured: CapturedTelemetry) -> None:
             events = telemetry.resilience_events()
             events.retry("payment", "UNAVAILABLE", 1, 0.05)
             events.timeout("payment")
-            telemetry.breaker_state_sink()("payment", 2)
+            telemetry.resilience_events().breaker_state("payment", 2)
             step.failed("payment unavailable")
         with scope.compensation("charge", 1, "payment unavailable", step):
             pass
@@ -102,7 +102,7 @@ def test_the_initial_closed_report_is_not_a_state_change_event() -> None:
     with in_memory_telemetry() as captured:
         tracer = trace.get_tracer("t", tracer_provider=captured.telemetry.tracer_provider)
         with tracer.start_as_current_span("x"):
-            captured.telemetry.breaker_state_sink()("payment", 0)
+            captured.telemetry.resilience_events().breaker_state("payment", 0)
         assert (
             captured.telemetry.metrics.registry.get_sample_value(
                 "circuit_breaker_state", {"target": "payment"}

@@ -13,7 +13,6 @@ makes spans no-ops, stops metric updates and OTLP/file export (the benchmark's
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -48,15 +47,11 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
-    "BreakerStateSink",
     "ResilienceEvents",
     "Telemetry",
     "TelemetrySettings",
     "init_telemetry",
 ]
-
-BreakerStateSink = Callable[[str, int], None]
-"""Called with (target, state) on every breaker transition: 0 closed, 1 half-open, 2 open."""
 
 ResilienceEvents = TelemetryResilienceEvents
 """``.retry(target, code, attempt, delay_s)``, ``.timeout(target)``, ``.breaker_state(target, state)``."""
@@ -124,10 +119,6 @@ class Telemetry:
         if self._events is None:
             self._events = TelemetryResilienceEvents(self.metrics.resilience if self.enabled else None)
         return self._events
-
-    def breaker_state_sink(self) -> BreakerStateSink:
-        """Sets circuit_breaker_state{target} and adds a ``circuit_breaker.state_change`` span event."""
-        return self.resilience_events().breaker_state
 
     def instrument_sqlalchemy(self, engine: AsyncEngine) -> None:
         if not self.enabled:
