@@ -275,3 +275,19 @@ __all__ = [
     "provider_message_handler",
     "to_json",
 ]
+
+
+def verify_all(verifier: Any, pact_file: Path) -> str:
+    """Run a provider verification and return its report, checking every interaction appears.
+
+    The report is printed even when verification fails, so the mismatch is in the test output.
+    """
+    expected = [i["description"] for i in json.loads(pact_file.read_text())["interactions"]]
+    try:
+        verifier.verify()
+    finally:
+        output = str(verifier.output(strip_ansi=True))
+        print(output)
+    for description in expected:
+        assert description in output
+    return output
