@@ -13,6 +13,7 @@ makes spans no-ops, stops metric updates and OTLP/file export (the benchmark's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -35,6 +36,7 @@ from services.common.telemetry.metrics import Metrics, MetricsServer, create_met
 from services.common.telemetry.resilience_events import TelemetryResilienceEvents
 from services.common.telemetry.saga import TelemetrySagaObserver
 from services.common.telemetry.settings import TelemetrySettings
+from services.common.telemetry.sql_spans import SqlStatementSpans
 from services.common.telemetry.tracing import (
     build_resource,
     default_log_exporter,
@@ -78,7 +80,7 @@ class Telemetry:
     metrics: Metrics = field(default_factory=create_metrics)
     _events: TelemetryResilienceEvents | None = None
     _metrics_server: MetricsServer | None = None
-    _instrumented: list[Any] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
@@ -103,7 +105,7 @@ class Telemetry:
         instrumentor = AioHttpServerInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=self.tracer_provider)
-            self._instrumented.append(instrumentor)
+            self._undo.append(instrumentor.uninstrument)
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Correlation id into baggage and metadata, the OTel client span, the client RED metrics."""
@@ -121,15 +123,11 @@ class Telemetry:
         return self._events
 
     def instrument_sqlalchemy(self, engine: AsyncEngine) -> None:
-        if not self.enabled:
+        """One CLIENT span per SQL statement on ``engine`` (sql_spans.py)."""
+        if not self.enabled or self.tracer_provider is None:
             return
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-        instrumentor = SQLAlchemyInstrumentor()
-        # The instrumentation declares "sqlalchemy < 2.1" and would silently do nothing on 2.1; its
-        # event hooks work unchanged (tests/unit/test_telemetry_instrumentation.py proves it).
-        instrumentor.instrument(engine=engine.sync_engine, tracer_provider=self.tracer_provider, skip_dep_check=True)
-        self._instrumented.append(instrumentor)
+        spans = SqlStatementSpans(engine.sync_engine, self.tracer_provider.get_tracer("sagascope.sql"))
+        self._undo.append(spans.remove)
 
     def instrument_pymongo(self) -> None:
         if not self.enabled:
@@ -139,7 +137,7 @@ class Telemetry:
         instrumentor = PymongoInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=self.tracer_provider)
-            self._instrumented.append(instrumentor)
+            self._undo.append(instrumentor.uninstrument)
 
     def start_metrics_server(self, port: int, host: str | None = None) -> None:
         """prometheus_client's HTTP server on ``host`` (SAGASCOPE_METRICS_HOST, 127.0.0.1); port 0 = off."""
@@ -165,9 +163,9 @@ class Telemetry:
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
-        for instrumentor in self._instrumented:
-            instrumentor.uninstrument()
-        self._instrumented.clear()
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
         if self.logger_provider is not None:

@@ -28,7 +28,6 @@ from services.common.telemetry.files import (
     service_directory,
 )
 from services.common.telemetry.redaction import RedactingSpanExporter
-from services.common.telemetry.sampling import configured_sampler
 from services.common.telemetry.settings import TelemetrySettings
 
 
@@ -95,7 +94,7 @@ def init_tracer_provider(
     ``OTEL_BSP_*`` / ``OTEL_BLRP_*`` itself, defaulting to batches of 512 from a 2048 queue, which
     under load is what the file exporters get (and they are no cheaper per item in larger batches).
     """
-    provider = TracerProvider(resource=resource, sampler=configured_sampler())
+    provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER, read by the SDK
     if exporter is not None:
         guarded = RedactingSpanExporter(exporter)
         provider.add_span_processor(BatchSpanProcessor(guarded) if batch else SimpleSpanProcessor(guarded))
