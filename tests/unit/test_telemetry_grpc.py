@@ -136,12 +136,56 @@ def test_correlation_from_baggage_header_parses_w3c_baggage() -> None:
     assert correlation.from_metadata((("x-correlation-id", "h"), ("baggage", "correlation_id=b"))) == "h"
 
 
-def test_health_checks_and_reflection_are_not_traced() -> None:
-    from types import SimpleNamespace
+async def test_health_checks_are_counted_but_not_traced_or_logged() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.common.telemetry import _traced
+    with in_memory_telemetry() as captured:
+        server = await start_echo_server(_ok, captured.telemetry.server_interceptors())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=ECHO_SERVICE))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+                assert await channel.unary_unary(ECHO_METHOD)(b"") == b"ok"
+        finally:
+            await server.stop()
+        labels = {"grpc_type": "unary", "grpc_service": "grpc.health.v1.Health", "grpc_method": "Check"}
+        assert sample(captured.telemetry.metrics.registry, "grpc_server_started_total", labels) == 1
+    assert [span.name for span in captured.spans.get_finished_spans()] == [ECHO_METHOD]
+    assert [line["grpc.service"] for line in captured.json_lines() if line["event"] == "grpc.server.handled"] == [
+        ECHO_SERVICE
+    ]
 
-    assert not _traced(SimpleNamespace(method="/grpc.health.v1.Health/Check"))
-    assert not _traced(SimpleNamespace(method="/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"))
-    assert _traced(SimpleNamespace(method="/sagascope.orders.v1.OrderService/CreateOrder"))
-    assert _traced(SimpleNamespace(method="/grpc.health.v1.HealthX/Check"))  # only the real service is exempt
+
+async def _ok(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"ok"
+
+
+async def test_the_server_span_carries_the_rpc_attributes_and_an_error_status_for_server_faults() -> None:
+    async def failing(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if request == b"boom":
+            raise RuntimeError("database on fire")
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "payment is down")
+        raise AssertionError("abort returned")
+
+    with in_memory_telemetry() as captured:
+        server = await start_echo_server(failing, captured.telemetry.server_interceptors())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                # An unexpected exception reaches the caller as INTERNAL (ErrorMappingInterceptor).
+                for request, code in ((b"down", grpc.StatusCode.UNAVAILABLE), (b"boom", grpc.StatusCode.INTERNAL)):
+                    with pytest.raises(grpc.aio.AioRpcError) as raised:
+                        await channel.unary_unary(ECHO_METHOD)(request)
+                    assert raised.value.code() == code
+        finally:
+            await server.stop()
+    down, boom = captured.spans.get_finished_spans()
+    attributes = dict(down.attributes or {})
+    assert down.name == ECHO_METHOD and down.kind == SpanKind.SERVER
+    assert attributes["rpc.system"] == "grpc" and attributes["rpc.service"] == ECHO_SERVICE
+    assert attributes["rpc.method"] == "Call" and attributes["net.peer.ip"] == "127.0.0.1"
+    assert attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert down.status.status_code == trace.StatusCode.ERROR
+    assert down.status.description == "StatusCode.UNAVAILABLE:payment is down"
+    assert boom.status.status_code == trace.StatusCode.ERROR
+    assert (boom.status.description or "").startswith("StatusCode.INTERNAL:internal error; quote correlation id")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -60,16 +60,6 @@ ResilienceEvents = TelemetryResilienceEvents
 
 log = logging.getLogger(__name__)
 
-# Health checks and reflection would drown the traces; they still count in the RED metrics.
-_UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-def _traced(call_details: Any) -> bool:
-    # A plain prefix test: the library's composable filters re-parse the method name and run a
-    # typing.Protocol isinstance check on every call, a visible cost on the hot path.
-    return not call_details.method.startswith(_UNTRACED_PREFIXES)
-
-
 @dataclass
 class Telemetry:
     service_name: str
@@ -87,13 +77,10 @@ class Telemetry:
         return self.settings.enabled
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """The OTel server span, then correlation_id on it and the server RED metrics."""
-        if not self.enabled:
+        """The server span with correlation_id on it, the server RED metrics and the access log."""
+        if not self.enabled or self.tracer_provider is None:
             return []
-        return [
-            aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=_traced),
-            ServerTelemetryInterceptor(self.metrics.server),
-        ]
+        return [ServerTelemetryInterceptor(self.metrics.server, self.tracer_provider.get_tracer("sagascope.grpc"))]
 
     def instrument_aiohttp_server(self) -> None:
         """One SERVER span per HTTP request of aiohttp apps created after this call (method,

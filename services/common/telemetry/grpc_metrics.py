@@ -1,13 +1,11 @@
-"""gRPC server and client interceptors: RED metrics, the correlation id on spans and in baggage.
+"""gRPC server and client interceptors: spans, RED metrics, the correlation id on spans and in baggage.
 
-The OTel instrumentation's interceptors make the spans and carry ``traceparent``
-and ``baggage``; these sit next to them:
-
-- server, inside the OTel server span: tags the span with ``correlation_id``,
-  puts the id into baggage (the OTel interceptor starts from the *incoming*
-  context, so it has to be added again here), counts and times the call under
-  the go-grpc-prometheus names with a ``trace_id`` exemplar, and writes one
-  ``grpc.server.handled`` log line per call (health checks excepted).
+- server, one layer: the SERVER span from the caller's ``traceparent``/``baggage``
+  (grpc_spans.py), tagged with ``correlation_id``; the id put into baggage (the
+  caller's baggage may not carry it); the call counted and timed under the
+  go-grpc-prometheus names with a ``trace_id`` exemplar; one
+  ``grpc.server.handled`` log line per call. Health checks and reflection are
+  counted but neither traced nor logged.
 - client, outside the OTel client interceptor: makes sure the correlation id is
   in baggage and in ``x-correlation-id`` before the OTel interceptor injects.
 - client, inside it: the client-side RED metrics.
@@ -27,15 +25,22 @@ from typing import Any
 
 import grpc
 from opentelemetry import baggage, context, trace
+from opentelemetry.trace import Tracer
 
 from services.common import correlation
 from services.common.interceptors import UnaryBehavior, split_method, wrap_unary
+from services.common.telemetry.grpc_spans import (
+    end_server_span,
+    remote_context,
+    start_server_span,
+    status_code,
+    traced,
+)
 from services.common.telemetry.metrics import RpcMetrics, trace_exemplar
 
 log = logging.getLogger("sagascope.grpc")
 
 UNARY = "unary"
-_QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 
 
 @contextmanager
@@ -52,14 +57,7 @@ def correlation_baggage(cid: str | None) -> Iterator[None]:
 
 
 def _status_name(code: Any) -> str:
-    if code is None:
-        return grpc.StatusCode.OK.name
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return grpc.StatusCode.UNKNOWN.name
+    return status_code(code).name
 
 
 def _split(method: str | bytes) -> tuple[str, str]:
@@ -72,44 +70,56 @@ def _split(method: str | bytes) -> tuple[str, str]:
 
 
 class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: RpcMetrics | None, access_log: bool = True) -> None:
+    """The SERVER span (grpc_spans.py), the correlation id on it and in baggage, the server RED
+    metrics and the access log line, in one layer. ``tracer=None``: no span."""
+
+    def __init__(self, metrics: RpcMetrics | None, tracer: Tracer | None = None, access_log: bool = True) -> None:
         self.metrics = metrics
+        self.tracer = tracer
         self.access_log = access_log
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
-        service, method = _split(handler_call_details.method)
-        quiet = service.startswith(_QUIET_SERVICES)
+        full_method = handler_call_details.method
+        service, method = _split(full_method)
+        is_traced = traced(service)
+        tracer = self.tracer if is_traced else None
         metrics = self.metrics
-        access_log = self.access_log and not quiet
+        access_log = self.access_log and is_traced
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def observed(request, servicer_context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+                span = token = None
+                if tracer is not None:
+                    parent = remote_context(servicer_context.invocation_metadata())
+                    span = start_server_span(tracer, full_method, service, method, servicer_context, parent)
+                    token = context.attach(trace.set_span_in_context(span, parent))
                 cid = correlation.current()
-                if cid:
-                    trace.get_current_span().set_attribute(correlation.BAGGAGE_KEY, cid)
+                if cid and span is not None:
+                    span.set_attribute(correlation.BAGGAGE_KEY, cid)
                 if metrics is not None:
                     metrics.started.labels(UNARY, service, method).inc()
                 start = time.perf_counter()
-                code = "OK"
+                code = grpc.StatusCode.OK
+                error: BaseException | None = None
                 try:
                     with correlation_baggage(cid):
                         response = await behavior(request, servicer_context)
-                    code = _status_name(servicer_context.code())
+                    code = status_code(servicer_context.code())
                     return response
                 except asyncio.CancelledError:
-                    code = "CANCELLED"
+                    code = grpc.StatusCode.CANCELLED
                     raise
                 except grpc.aio.AbortError:
-                    code = _status_name(servicer_context.code() or grpc.StatusCode.UNKNOWN)
+                    code = status_code(servicer_context.code() or grpc.StatusCode.UNKNOWN)
                     raise
-                except Exception:
-                    code = "UNKNOWN"
+                except Exception as exc:
+                    code, error = grpc.StatusCode.UNKNOWN, exc
                     raise
                 finally:
                     elapsed = time.perf_counter() - start
                     if metrics is not None:
-                        metrics.handled.labels(UNARY, service, method, code).inc()
+                        metrics.handled.labels(UNARY, service, method, code.name).inc()
                         metrics.handling.labels(UNARY, service, method).observe(
                             elapsed, exemplar=trace_exemplar()
                         )
@@ -120,16 +130,19 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
                             "%s/%s %s in %.1f ms",
                             service,
                             method,
-                            code,
+                            code.name,
                             elapsed * 1000,
                             extra={
                                 "event": "grpc.server.handled",
                                 "grpc.service": service,
                                 "grpc.method": method,
-                                "grpc.code": code,
+                                "grpc.code": code.name,
                                 "duration_ms": round(elapsed * 1000, 3),
                             },
                         )
+                    if span is not None and token is not None:
+                        end_server_span(span, code, servicer_context.details(), error)
+                        context.detach(token)
 
             return observed
 
