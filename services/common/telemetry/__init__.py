@@ -19,18 +19,13 @@ from typing import TYPE_CHECKING, TextIO
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from services.common.saga.observer import SagaObserver
-from services.common.telemetry.grpc_metrics import (
-    ClientCorrelationInterceptor,
-    ClientMetricsInterceptor,
-    ServerTelemetryInterceptor,
-)
+from services.common.telemetry.grpc_interceptors import ClientTelemetryInterceptor, ServerTelemetryInterceptor
 from services.common.telemetry.logs import init_logging
 from services.common.telemetry.metrics import Metrics, MetricsServer, create_metrics
 from services.common.telemetry.resilience_events import TelemetryResilienceEvents
@@ -77,9 +72,11 @@ class Telemetry:
         return self.settings.enabled
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """The server span with correlation_id on it, the server RED metrics and the access log."""
+        """The server span with correlation_id on it, the server RED metrics and the access log.
+
+        Telemetry off keeps the access log line (JSON logs stay, as everywhere else)."""
         if not self.enabled or self.tracer_provider is None:
-            return []
+            return [ServerTelemetryInterceptor(None, None)]
         return [ServerTelemetryInterceptor(self.metrics.server, self.tracer_provider.get_tracer("sagascope.grpc"))]
 
     def instrument_aiohttp_server(self) -> None:
@@ -95,14 +92,10 @@ class Telemetry:
             self._undo.append(instrumentor.uninstrument)
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
-        """Correlation id into baggage and metadata, the OTel client span, the client RED metrics."""
-        if not self.enabled:
-            return [ClientCorrelationInterceptor()]
-        return [
-            ClientCorrelationInterceptor(),
-            *aio_client_interceptors(tracer_provider=self.tracer_provider),
-            ClientMetricsInterceptor(self.metrics.client),
-        ]
+        """Correlation id into baggage and metadata, the client span, the client RED metrics."""
+        if not self.enabled or self.tracer_provider is None:
+            return [ClientTelemetryInterceptor()]
+        return [ClientTelemetryInterceptor(self.metrics.client, self.tracer_provider.get_tracer("sagascope.grpc"))]
 
     def resilience_events(self) -> TelemetryResilienceEvents:
         if self._events is None:

@@ -40,9 +40,9 @@ RESULT_SUCCESS = "success"
 RESULT_FAILURE = "failure"
 
 
-def trace_exemplar() -> dict[str, str] | None:
-    """``{"trace_id": ...}`` for the current span when it is sampled, else None."""
-    context = trace.get_current_span().get_span_context()
+def trace_exemplar(span: trace.Span | None = None) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` of ``span`` (default: the current span) when it is sampled, else None."""
+    context = (span or trace.get_current_span()).get_span_context()
     if not context.is_valid or not context.trace_flags.sampled:
         return None
     return {"trace_id": format(context.trace_id, "032x")}

@@ -6,9 +6,9 @@
   go-grpc-prometheus names with a ``trace_id`` exemplar; one
   ``grpc.server.handled`` log line per call. Health checks and reflection are
   counted but neither traced nor logged.
-- client, outside the OTel client interceptor: makes sure the correlation id is
-  in baggage and in ``x-correlation-id`` before the OTel interceptor injects.
-- client, inside it: the client-side RED metrics.
+- client, one layer: the correlation id into baggage and ``x-correlation-id``,
+  the CLIENT span with ``traceparent`` and ``baggage`` injected, the client RED
+  metrics with the span's trace as exemplar.
 
 Domain errors reach these interceptors as gRPC aborts (ErrorMappingInterceptor
 is innermost), so the status code is read from the servicer context.
@@ -30,11 +30,14 @@ from opentelemetry.trace import Tracer
 from services.common import correlation
 from services.common.interceptors import UnaryBehavior, split_method, wrap_unary
 from services.common.telemetry.grpc_spans import (
+    end_client_span,
     end_server_span,
     remote_context,
+    start_client_span,
     start_server_span,
     status_code,
     traced,
+    with_propagation,
 )
 from services.common.telemetry.metrics import RpcMetrics, trace_exemplar
 
@@ -149,51 +152,50 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
         return wrap_unary(handler, wrap)
 
 
-def _with_correlation_header(details: grpc.aio.ClientCallDetails, cid: str) -> grpc.aio.ClientCallDetails:
-    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
-    if correlation.HEADER in metadata:
-        return details
-    metadata.add(correlation.HEADER, cid)
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
+class ClientTelemetryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """The client side, one layer: the correlation id into baggage and ``x-correlation-id``, the
+    CLIENT span with ``traceparent``/``baggage`` injected (grpc_spans.py), the client RED metrics.
 
+    ``tracer=None`` / ``metrics=None`` (telemetry off): the correlation id still travels.
+    """
 
-class ClientCorrelationInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Outermost on the channel: the correlation id goes out in baggage and as ``x-correlation-id``."""
+    def __init__(self, metrics: RpcMetrics | None = None, tracer: Tracer | None = None) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
         cid = correlation.current() or baggage.get_baggage(correlation.BAGGAGE_KEY)
-        if not cid:
-            return await continuation(client_call_details, request)
-        cid = str(cid)
-        with correlation_baggage(cid):
-            return await continuation(_with_correlation_header(client_call_details, cid), request)
-
-
-class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Innermost on the channel (inside the client span, so the exemplar is that span's trace)."""
-
-    def __init__(self, metrics: RpcMetrics) -> None:
-        self.metrics = metrics
-
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        service, method = _split(client_call_details.method)
-        self.metrics.started.labels(UNARY, service, method).inc()
-        start = time.perf_counter()
-        code = "UNKNOWN"
-        try:
-            call = await continuation(client_call_details, request)
-            code = _status_name(await call.code())
-            return call
-        except grpc.aio.AioRpcError as exc:
-            code = _status_name(exc.code())
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        finally:
-            self.metrics.handled.labels(UNARY, service, method, code).inc()
-            self.metrics.handling.labels(UNARY, service, method).observe(
-                time.perf_counter() - start, exemplar=trace_exemplar()
-            )
+        with correlation_baggage(str(cid) if cid else None):
+            full_method = client_call_details.method
+            if isinstance(full_method, bytes):  # grpc/grpc#31092
+                full_method = full_method.decode()
+            service, method = _split(full_method)
+            span = start_client_span(self.tracer, full_method, service, method) if self.tracer else None
+            details = with_propagation(client_call_details, str(cid) if cid else None, span)
+            metrics = self.metrics
+            if metrics is not None:
+                metrics.started.labels(UNARY, service, method).inc()
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            reason: str | None = None
+            error: BaseException | None = None
+            try:
+                call = await continuation(details, request)
+                code = status_code(await call.code())
+                if span is not None and code != grpc.StatusCode.OK:
+                    reason = await call.details()
+                return call
+            except grpc.aio.AioRpcError as exc:
+                code, reason, error = exc.code(), exc.details(), exc
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                if metrics is not None:
+                    metrics.handled.labels(UNARY, service, method, code.name).inc()
+                    metrics.handling.labels(UNARY, service, method).observe(
+                        time.perf_counter() - start, exemplar=trace_exemplar(span)
+                    )
+                if span is not None:
+                    end_client_span(span, code, reason, error)
