@@ -9,8 +9,9 @@ like a credential (a JWT, ``Bearer ...``, ``Basic ...``, ``password=...``) is
 replaced wherever it appears in free text.
 
 This runs for every field of every log record and span, so it is kept cheap without
-loosening it: the key decision is cached per key, and text is only run through the
-credential regex when it could match at all (see :func:`_may_hold_credential`).
+loosening it: the key decision is cached per key, text already found clean is
+remembered, and text is only run through the credential regex when it could match
+at all (see :func:`_may_hold_credential`).
 """
 
 from __future__ import annotations
@@ -68,13 +69,34 @@ def is_sensitive_key(key: str) -> bool:
     return _SENSITIVE_KEY.search(key) is not None
 
 
+# Text already found clean. The same values pass many times — a saga's ids on each of its log
+# records and spans, a statement on every execution — and a dict lookup on a string (whose hash
+# Python keeps) is cheaper than lowering and scanning it again. Cleared when full; long text
+# (a stack trace) is not kept.
+_known_clean: dict[str, None] = {}
+_KNOWN_CLEAN_MAX = 16384
+_KNOWN_CLEAN_LONGEST = 1024
+
+
+def _is_clean(text: str) -> bool:
+    if text in _known_clean:
+        return True
+    if _may_hold_credential(text) and _SENSITIVE_VALUE.search(text) is not None:
+        return False
+    if len(text) <= _KNOWN_CLEAN_LONGEST:
+        if len(_known_clean) >= _KNOWN_CLEAN_MAX:
+            _known_clean.clear()
+        _known_clean[text] = None
+    return True
+
+
 def contains_credential(text: str) -> bool:
-    return _may_hold_credential(text) and _SENSITIVE_VALUE.search(text) is not None
+    return not _is_clean(text)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every credential-looking value replaced by ``[REDACTED]``."""
-    if not text or not _may_hold_credential(text):
+    if not text or _is_clean(text):
         return text
     return _SENSITIVE_VALUE.sub(_replacement, text)
 
