@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.common.errors import InvalidArgument
 from services.order.tables import order_items, orders
@@ -114,8 +114,13 @@ async def set_status(
 
 
 class OrderReader:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    """The read side. Its queries run outside a transaction (autocommit): each is one statement
+    (an order's items are written with it in one transaction and never change, so reading them
+    in a second statement is consistent), and BEGIN/ROLLBACK around them would be two extra
+    round trips for every CreateOrder's idempotency check."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def get(self, order_id: str) -> OrderRow | None:
         rows = await self._load(_BY_ID, limit=1, params={"order_id_": order_id})
@@ -153,13 +158,13 @@ class OrderReader:
         if where is not None:
             query = query.where(where)
         query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
-        async with self.sessions() as session:
-            order_rows = (await session.execute(query, params or {})).all()
+        async with self.engine.connect() as connection:
+            order_rows = (await connection.execute(query, params or {})).all()
             if not order_rows:
                 return []
             ids = [r.id for r in order_rows]
             item_rows = (
-                await session.execute(
+                await connection.execute(
                     select(order_items).where(order_items.c.order_id.in_(ids)).order_by(order_items.c.line)
                 )
             ).all()

@@ -64,7 +64,7 @@ class OrderApp:
             self.telemetry.saga_observer,
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
-        book = OrderBook(self.executor, OrderReader(sessions), settings.idempotency_wait_s)
+        book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
 
         def register(server: grpc.aio.Server) -> None:
             orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(book), server)
