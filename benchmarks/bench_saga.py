@@ -35,11 +35,12 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import psutil
 
 from sagascope.orders.v1 import orders_pb2
 from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -72,6 +73,13 @@ class Phase:
     p99_ms: float
     throughput: float  # successful requests per second
     error_samples: list[str]
+    # CPU milliseconds per measured request, by process group (order replicas summed, PostgreSQL's
+    # backends, this load generator): steadier than throughput on a shared machine.
+    cpu_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cpu_total_ms(self) -> float:
+        return sum(self.cpu_ms.values())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -82,8 +90,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+CpuProbe = Callable[[], dict[str, float]]
+
+
+def stack_cpu_probe(stack: LocalStack) -> CpuProbe:
+    """CPU seconds so far of every process the phase loads, grouped: the services (order replicas
+    summed), PostgreSQL (the throwaway cluster runs as the postgres user) and this process."""
+
+    def seconds(process: psutil.Process, children: bool = False) -> float:
+        """``children``: a service wrapped by pyinstrument runs as its child."""
+        try:
+            times = process.cpu_times()
+            total = times.user + times.system
+            for child in process.children(recursive=True) if children else ():
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+            return total
+        except psutil.Error:
+            return 0.0
+
+    def probe() -> dict[str, float]:
+        groups: dict[str, float] = {}
+        for name, managed in stack.processes.items():
+            if managed.process is not None:
+                group = "order" if name.startswith("order") else name
+                groups[group] = groups.get(group, 0.0) + seconds(psutil.Process(managed.process.pid), True)
+        groups["postgres"] = sum(
+            seconds(p) for p in psutil.process_iter(["username"]) if p.info["username"] == "postgres"
+        )
+        groups["load client"] = seconds(psutil.Process())
+        return groups
+
+    return probe
+
+
 async def drive(
-    name: str, call: Callable[[int], Awaitable[str | None]], requests: int, concurrency: int, warmup: int
+    name: str, call: Callable[[int], Awaitable[str | None]], requests: int, concurrency: int, warmup: int,
+    cpu_probe: CpuProbe | None = None,
 ) -> Phase:
     """Run ``call(i)`` ``requests`` times with ``concurrency`` in flight; None means success."""
     counter = iter(range(warmup))
@@ -107,14 +150,17 @@ async def drive(
             else:
                 errors.append(error)
 
+    cpu_before = cpu_probe() if cpu_probe else {}
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds = time.perf_counter() - started
+    cpu_after = cpu_probe() if cpu_probe else {}
     ms = [x * 1000 for x in latencies]
     return Phase(
         name, requests, concurrency, len(latencies), len(errors), seconds,
         percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), len(latencies) / seconds,
         sorted(set(errors))[:5],
+        {key: 1000 * (cpu_after[key] - cpu_before.get(key, 0.0)) / requests for key in cpu_after},
     )
 
 
@@ -167,7 +213,7 @@ async def bench_direct_payment(stack: LocalStack, requests: int, concurrency: in
                 return exc.code().name
             return None if reply.payment.status == payments_pb2.PAYMENT_STATUS_CHARGED else "not charged"
 
-        return await drive("direct ProcessPayment", call, requests, concurrency, warmup)
+        return await drive("direct ProcessPayment", call, requests, concurrency, warmup, stack_cpu_probe(stack))
 
 
 async def bench_create_order(
@@ -185,7 +231,7 @@ async def bench_create_order(
                 return result.status_name
             return None
 
-        return await drive(name, call, requests, concurrency, warmup)
+        return await drive(name, call, requests, concurrency, warmup, stack_cpu_probe(stack))
     finally:
         await client.close()
 
@@ -205,13 +251,37 @@ async def run_phase_stack(
         await stack.stop(grace=30)
 
 
-def render_report(phases: dict[str, Phase], args: argparse.Namespace, started: datetime) -> str:
+def _cpu_table(shown: list[Phase]) -> str:
+    groups = sorted({group for phase in shown for group in phase.cpu_ms}, key=lambda g: (g == "load client", g))
+    head = "| phase | " + " | ".join(groups) + " | total |\n|---|" + "---|" * (len(groups) + 1)
+    rows = [
+        f"| {phase.name} | " + " | ".join(f"{phase.cpu_ms.get(g, 0.0):.2f}" for g in groups)
+        + f" | **{phase.cpu_total_ms:.2f}** |"
+        for phase in shown
+    ]
+    return "\n".join([head, *rows])
+
+
+def _rounds_table(rounds: dict[str, list[Phase]]) -> str:
+    lines = ["| phase | ok/s per round | p95 ms per round |", "|---|---|---|"]
+    for runs in rounds.values():
+        lines.append(
+            f"| {runs[0].name} | {', '.join(f'{r.throughput:.0f}' for r in runs)} "
+            f"| {', '.join(f'{r.p95_ms:.1f}' for r in runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(
+    phases: dict[str, Phase], rounds: dict[str, list[Phase]], args: argparse.Namespace, started: datetime
+) -> str:
     direct, saga, off = phases["direct"], phases["saga"], phases["saga_off"]
     p95_ratio = saga.p95_ms / direct.p95_ms
     p50_ratio = saga.p50_ms / direct.p50_ms
     # Telemetry cost: how much slower/less throughput with telemetry on than off.
     cost_p95 = saga.p95_ms / off.p95_ms - 1
     cost_tput = 1 - saga.throughput / off.throughput
+    cost_cpu = saga.cpu_total_ms / off.cpu_total_ms - 1 if off.cpu_total_ms else float("nan")
     checks = [
         (f"saga p95 <= {MAX_SAGA_TO_DIRECT_P95:g} x direct-payment p95", p95_ratio <= MAX_SAGA_TO_DIRECT_P95,
          f"{p95_ratio:.2f}x"),
@@ -255,7 +325,9 @@ Generated by `make bench` (`benchmarks/bench_saga.py`) on {started:%Y-%m-%d %H:%
 
 ## Figures
 
-{args.requests} requests per phase after {args.warmup} warm-up requests, {args.concurrency} in flight.
+{args.requests} requests per phase after {args.warmup} warm-up requests, {args.concurrency} in flight,
+{len(rounds["saga"])} round(s): the stacks take turns, and each row below is the phase's run with the
+median throughput (every round's figures are under "Rounds").
 
 | phase | requests | in flight | ok | errors | p50 ms | p95 ms | p99 ms | ok/s |
 |---|---|---|---|---|---|---|---|---|
@@ -266,6 +338,16 @@ Ratios:
 - saga / direct-payment: p50 **{p50_ratio:.2f}x**, p95 **{p95_ratio:.2f}x**
 - telemetry on / off (CreateOrder): p95 {saga.p95_ms / off.p95_ms:.2f}x ({cost_p95:+.1%}),
   throughput {saga.throughput / off.throughput:.2f}x (cost {cost_tput:+.1%}){sampled_line}
+- telemetry's CPU: {saga.cpu_total_ms:.2f} ms per saga across all processes with it on, {off.cpu_total_ms:.2f} ms
+  with it off ({cost_cpu:+.1%})
+
+CPU milliseconds per request, by process (the same runs; order = both replicas):
+
+{_cpu_table(shown)}
+
+Rounds:
+
+{_rounds_table(rounds)}
 
 Errors:
 
@@ -292,6 +374,52 @@ Raw figures: `benchmarks/out/bench.json` (not committed).
 """
 
 
+def median_run(runs: list[Phase]) -> Phase:
+    """The run with the median throughput (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda phase: phase.throughput)[(len(runs) - 1) // 2]
+
+
+async def bench_round(args: argparse.Namespace, database_url: str) -> dict[str, Phase]:
+    """One round: the telemetry-on stack (direct, then saga), the telemetry-off stack, the sampled one."""
+    phases: dict[str, Phase] = {}
+
+    async def with_telemetry(stack: LocalStack) -> list[Phase]:
+        direct = await bench_direct_payment(stack, args.requests, args.concurrency, args.warmup)
+        print(f"  {direct}", flush=True)
+        saga = await bench_create_order("CreateOrder saga (telemetry on)", stack, args.requests,
+                                        args.concurrency, args.warmup)
+        print(f"  {saga}", flush=True)
+        return [direct, saga]
+
+    async def without_telemetry(stack: LocalStack) -> list[Phase]:
+        off = await bench_create_order("CreateOrder saga (telemetry off)", stack, args.requests,
+                                       args.concurrency, args.warmup)
+        print(f"  {off}", flush=True)
+        return [off]
+
+    replicas = args.order_replicas
+    print(f"bench: stack with telemetry on ({replicas} order replica(s))", flush=True)
+    phases["direct"], phases["saga"] = await run_phase_stack(
+        "telemetry-on", database_url, True, args.profile, with_telemetry, args.whatif, replicas)
+    print("bench: stack with SAGASCOPE_TELEMETRY=off", flush=True)
+    (phases["saga_off"],) = await run_phase_stack(
+        "telemetry-off", database_url, False, args.profile, without_telemetry, args.whatif, replicas)
+    if args.sampled_ratio > 0:
+        async def sampled(stack: LocalStack) -> list[Phase]:
+            phase = await bench_create_order(
+                f"CreateOrder saga (telemetry on, {args.sampled_ratio:.0%} of traces sampled)", stack,
+                args.requests, args.concurrency, args.warmup)
+            print(f"  {phase}", flush=True)
+            return [phase]
+
+        print(f"bench: stack with OTEL_TRACES_SAMPLER=parentbased_traceidratio {args.sampled_ratio}", flush=True)
+        (phases["saga_sampled"],) = await run_phase_stack(
+            "telemetry-sampled", database_url, True, False, sampled, args.whatif, replicas,
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+             "OTEL_TRACES_SAMPLER_ARG": str(args.sampled_ratio)})
+    return phases
+
+
 async def main_async(args: argparse.Namespace) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     reason = postgres.unavailable_reason()
@@ -299,44 +427,16 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"bench: cannot run: {reason}", file=sys.stderr)
         return 2
     started = datetime.now(UTC)
-    phases: dict[str, Phase] = {}
+    rounds: dict[str, list[Phase]] = {}
+    count = 1 if args.profile else args.rounds
     with postgres.throwaway_cluster() as database_url:
-        async def with_telemetry(stack: LocalStack) -> list[Phase]:
-            direct = await bench_direct_payment(stack, args.requests, args.concurrency, args.warmup)
-            print(f"  {direct}", flush=True)
-            saga = await bench_create_order("CreateOrder saga (telemetry on)", stack, args.requests,
-                                            args.concurrency, args.warmup)
-            print(f"  {saga}", flush=True)
-            return [direct, saga]
-
-        async def without_telemetry(stack: LocalStack) -> list[Phase]:
-            off = await bench_create_order("CreateOrder saga (telemetry off)", stack, args.requests,
-                                           args.concurrency, args.warmup)
-            print(f"  {off}", flush=True)
-            return [off]
-
-        replicas = args.order_replicas
-        print(f"bench: stack with telemetry on ({replicas} order replica(s))", flush=True)
-        phases["direct"], phases["saga"] = await run_phase_stack(
-            "telemetry-on", database_url, True, args.profile, with_telemetry, args.whatif, replicas)
-        print("bench: stack with SAGASCOPE_TELEMETRY=off", flush=True)
-        (phases["saga_off"],) = await run_phase_stack(
-            "telemetry-off", database_url, False, args.profile, without_telemetry, args.whatif, replicas)
-        if args.sampled_ratio > 0:
-            async def sampled(stack: LocalStack) -> list[Phase]:
-                phase = await bench_create_order(
-                    f"CreateOrder saga (telemetry on, {args.sampled_ratio:.0%} of traces sampled)", stack,
-                    args.requests, args.concurrency, args.warmup)
-                print(f"  {phase}", flush=True)
-                return [phase]
-
-            print(f"bench: stack with OTEL_TRACES_SAMPLER=parentbased_traceidratio {args.sampled_ratio}", flush=True)
-            (phases["saga_sampled"],) = await run_phase_stack(
-                "telemetry-sampled", database_url, True, False, sampled, args.whatif, replicas,
-                {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                 "OTEL_TRACES_SAMPLER_ARG": str(args.sampled_ratio)})
-    args.out_json.write_text(json.dumps({k: asdict(v) for k, v in phases.items()}, indent=2))
-    report = render_report(phases, args, started)
+        for number in range(1, count + 1):
+            print(f"bench: round {number}/{count}", flush=True)
+            for key, phase in (await bench_round(args, database_url)).items():
+                rounds.setdefault(key, []).append(phase)
+    phases = {key: median_run(runs) for key, runs in rounds.items()}
+    args.out_json.write_text(json.dumps({k: [asdict(v) for v in runs] for k, runs in rounds.items()}, indent=2))
+    report = render_report(phases, rounds, args, started)
     if args.write_report:
         appendix = args.append or (FINDINGS if FINDINGS.exists() else None)
         REPORT.write_text(report + ("\n" + appendix.read_text() if appendix else ""))
@@ -350,6 +450,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="repeat every phase this many times, alternating the stacks, and report the "
+                        "run with the median throughput (this machine is shared and noisy)")
     parser.add_argument("--profile", action="store_true", help="run the order process under pyinstrument")
     parser.add_argument("--no-report", dest="write_report", action="store_false",
                         help="print the report, do not rewrite benchmarks/REPORT.md")
