@@ -1,14 +1,17 @@
 """`make bench`: ProcessPayment direct vs the CreateOrder saga vs the saga with telemetry off, on PostgreSQL.
 
-    .venv/bin/python -m benchmarks.bench_saga [--requests 2000] [--concurrency 16] [--profile]
+    .venv/bin/python -m benchmarks.bench_saga [--requests 2000] [--concurrency 16] [--rounds 3] [--profile]
 
-One run, one machine, side by side:
+One machine, side by side:
   (a) payment-service ProcessPayment called directly (as the order-service account);
   (b) order-service CreateOrder — the whole saga: reserve (PostgreSQL) -> ProcessPayment -> confirm;
   (c) (b) again after restarting the stack with SAGASCOPE_TELEMETRY=off.
 
 Each phase sends a fixed number of requests with a fixed number in flight (asyncio,
-one channel) after a warm-up, and records p50/p95 latency and throughput. The
+one channel) after a warm-up, and records p50/p95 latency, throughput and the CPU
+every process spent per request. The three stacks take turns for ``--rounds``
+rounds and each phase is reported by its median run: this shared machine swings
+by up to a quarter between identical runs, CPU per request much less. The
 services run as local processes (services.cli.launcher.LocalStack) on free
 loopback ports, orders on a throwaway PostgreSQL cluster (tests/support/postgres.py),
 payments on nx-27017. Telemetry "on" means the default local set-up: no
