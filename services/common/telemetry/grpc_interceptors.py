@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import grpc
 from opentelemetry import baggage, context, trace
@@ -57,10 +56,6 @@ def correlation_baggage(cid: str | None) -> Iterator[None]:
         yield
     finally:
         context.detach(token)
-
-
-def _status_name(code: Any) -> str:
-    return status_code(code).name
 
 
 def _split(method: str | bytes) -> tuple[str, str]:
