@@ -368,7 +368,8 @@ Errors:
 make bench
 # or, with other settings:
 .venv/bin/python -m benchmarks.bench_saga --requests {args.requests} --concurrency {args.concurrency} \\
-    --warmup {args.warmup} --order-replicas {args.order_replicas} --sampled-ratio {args.sampled_ratio}
+    --warmup {args.warmup} --rounds {args.rounds} --order-replicas {args.order_replicas} \\
+    --sampled-ratio {args.sampled_ratio}
 # profile the order process with pyinstrument (writes benchmarks/out/profile-order-*.txt):
 .venv/bin/python -m benchmarks.bench_saga --profile
 ```
