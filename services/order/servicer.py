@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from sagascope.orders.v1 import orders_pb2, orders_pb2_grpc
 from services.common import correlation
 from services.common.auth import Principal, current_principal
 from services.common.errors import InvalidArgument, Unauthenticated
 from services.common.money import MAX_AMOUNT_MINOR
+from services.common.timestamps import to_timestamp
 from services.common.validation import require_amount, require_currency, require_id, require_range
 from services.order.orders import NewOrder, OrderBook
 from services.order.repository import Item, OrderRow
@@ -56,9 +56,6 @@ def parse_new_order(request: orders_pb2.CreateOrderRequest) -> NewOrder:
 
 
 def to_proto(row: OrderRow) -> orders_pb2.Order:
-    created, updated = Timestamp(), Timestamp()
-    created.FromDatetime(row.created_at)
-    updated.FromDatetime(row.updated_at)
     return orders_pb2.Order(
         id=row.id,
         customer_id=row.customer_id,
@@ -70,8 +67,8 @@ def to_proto(row: OrderRow) -> orders_pb2.Order:
         correlation_id=row.correlation_id,
         idempotency_key=row.idempotency_key,
         saga_id=row.saga_id,
-        created_at=created,
-        updated_at=updated,
+        created_at=to_timestamp(row.created_at),
+        updated_at=to_timestamp(row.updated_at),
         items=[
             orders_pb2.OrderItem(sku=i.sku, quantity=i.quantity, unit_price_minor=i.unit_price_minor)
             for i in row.items

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
 from services.common import validation
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.faults import Fault, FaultInjector
+from services.common.timestamps import to_timestamp
 from services.payment import domain
 from services.payment.domain import ChargeRequest, Payment, PaymentStatus
 from services.payment.store import PaymentStore
@@ -42,12 +42,6 @@ _STATUS_TO_PROTO = {
 _MAX_REFUND_ROUNDS = 3
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def to_proto(payment: Payment) -> payments_pb2.Payment:
     return payments_pb2.Payment(
         id=payment.id,
@@ -58,8 +52,8 @@ def to_proto(payment: Payment) -> payments_pb2.Payment:
         decline_reason=payment.decline_reason,
         refund_reason=payment.refund_reason,
         idempotency_key=payment.idempotency_key,
-        created_at=_timestamp(payment.created_at),
-        updated_at=_timestamp(payment.updated_at),
+        created_at=to_timestamp(payment.created_at),
+        updated_at=to_timestamp(payment.updated_at),
     )
 
 
