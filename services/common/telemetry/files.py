@@ -355,65 +355,42 @@ def encode_logs_json(batch: Sequence[ReadableLogRecord]) -> str:
     return _dumps(logs_request(batch))
 
 
-class _JsonLinesFile:
-    """Appends whole lines under a lock (the batch processors export from their own thread)."""
+class _JsonLinesSink:
+    """What both file exporters share: whole lines appended under a lock (the batch processors
+    export from their own threads), nothing to flush or close between batches."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, line: str) -> None:
-        with self._lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-
-
-class OtlpJsonFileSpanExporter(SpanExporter):
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonLinesFile(path)
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not spans:
-            return SpanExportResult.SUCCESS
+    def _append(self, line: str) -> bool:
         try:
-            self._file.append(encode_spans_json(spans))
+            with self._lock, self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
         except OSError:
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class OtlpJsonFileSpanExporter(_JsonLinesSink, SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if spans and not self._append(encode_spans_json(spans)):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def shutdown(self) -> None:
-        pass
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-class OtlpJsonFileLogExporter(LogRecordExporter):
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonLinesFile(path)
-
-    @property
-    def path(self) -> Path:
-        return self._file.path
-
+class OtlpJsonFileLogExporter(_JsonLinesSink, LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if not batch:
-            return LogRecordExportResult.SUCCESS
-        try:
-            self._file.append(encode_logs_json(batch))
-        except OSError:
+        if batch and not self._append(encode_logs_json(batch)):
             return LogRecordExportResult.FAILURE
         return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 # ---- reading the files back (the CLI's trace and logs views) ----------------------------------
