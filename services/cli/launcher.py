@@ -22,6 +22,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.config import env_int
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -42,20 +44,17 @@ class Ports:
 
     @classmethod
     def from_env(cls) -> Ports:
-        """The documented defaults, overridden by the services' own *_PORT variables."""
-
-        def pick(name: str, default: int) -> int:
-            return int(os.environ.get(name) or default)
-
+        """The documented defaults, overridden by the services' own *_PORT variables (a malformed one
+        is a ConfigError naming it)."""
         return cls(
-            identity_grpc=pick("IDENTITY_GRPC_PORT", 50051),
-            identity_http=pick("IDENTITY_HTTP_PORT", 8081),
-            identity_metrics=pick("IDENTITY_METRICS_PORT", 9101),
-            order_grpc=pick("ORDER_GRPC_PORT", 50052),
-            order_metrics=pick("ORDER_METRICS_PORT", 9102),
-            payment_grpc=pick("PAYMENT_GRPC_PORT", 50053),
-            payment_metrics=pick("PAYMENT_METRICS_PORT", 9103),
-            mongo=pick("SAGASCOPE_MONGO_PORT", 27017),
+            identity_grpc=env_int("IDENTITY_GRPC_PORT", 50051),
+            identity_http=env_int("IDENTITY_HTTP_PORT", 8081),
+            identity_metrics=env_int("IDENTITY_METRICS_PORT", 9101),
+            order_grpc=env_int("ORDER_GRPC_PORT", 50052),
+            order_metrics=env_int("ORDER_METRICS_PORT", 9102),
+            payment_grpc=env_int("PAYMENT_GRPC_PORT", 50053),
+            payment_metrics=env_int("PAYMENT_METRICS_PORT", 9103),
+            mongo=env_int("SAGASCOPE_MONGO_PORT", 27017),
         )
 
     @classmethod

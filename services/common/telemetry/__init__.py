@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 from opentelemetry import trace
@@ -86,10 +86,7 @@ class Telemetry:
             return
         from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
-        instrumentor = AioHttpServerInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=self.tracer_provider)
-            self._undo.append(instrumentor.uninstrument)
+        self._instrument_once(AioHttpServerInstrumentor())
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Correlation id into baggage and metadata, the client span, the client RED metrics."""
@@ -114,7 +111,11 @@ class Telemetry:
             return
         from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 
-        instrumentor = PymongoInstrumentor()
+        self._instrument_once(PymongoInstrumentor())
+
+    def _instrument_once(self, instrumentor: Any) -> None:
+        """A contrib instrumentor patches process-wide: only the first Telemetry in a process does it
+        (and undoes it on shutdown)."""
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=self.tracer_provider)
             self._undo.append(instrumentor.uninstrument)
