@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,50 +86,55 @@ def ilm_available(es: Elasticsearch) -> bool:
         raise
 
 
-def ensure_ilm_policy(es: Elasticsearch) -> str:
-    body, digest = load_with_fingerprint(ES_DIR / "ilm-policy.json")
-    policy = body["policy"]
-    policy["_meta"]["sagascope_sha256"] = digest
+def _write_unless_current(digest: str, stored_meta: Callable[[], dict[str, Any]], write: Callable[[], Any]) -> str:
+    """``write()`` unless the stored object's ``_meta`` carries this file's fingerprint (404 = absent)."""
     try:
-        current = es.ilm.get_lifecycle(name=ILM_POLICY)[ILM_POLICY]["policy"]
-        if current.get("_meta", {}).get("sagascope_sha256") == digest:
+        if stored_meta().get("sagascope_sha256") == digest:
             return "unchanged"
     except ApiError as exc:
         if exc.meta.status != 404:
             raise
-    es.ilm.put_lifecycle(name=ILM_POLICY, policy=policy)
+    write()
     return "written"
+
+
+def ensure_ilm_policy(es: Elasticsearch) -> str:
+    body, digest = load_with_fingerprint(ES_DIR / "ilm-policy.json")
+    policy = body["policy"]
+    policy["_meta"]["sagascope_sha256"] = digest
+    return _write_unless_current(
+        digest,
+        lambda: es.ilm.get_lifecycle(name=ILM_POLICY)[ILM_POLICY]["policy"].get("_meta", {}),
+        lambda: es.ilm.put_lifecycle(name=ILM_POLICY, policy=policy),
+    )
+
+
+def _first_meta(found: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    return found[0][key].get("_meta", {}) if found else {}
 
 
 def ensure_component_template(es: Elasticsearch) -> str:
     body, digest = load_with_fingerprint(ES_DIR / "lifecycle-component-template.json")
     body["_meta"]["sagascope_sha256"] = digest
-    try:
-        found = es.cluster.get_component_template(name=LIFECYCLE_COMPONENT)["component_templates"]
-        if found and found[0]["component_template"].get("_meta", {}).get("sagascope_sha256") == digest:
-            return "unchanged"
-    except ApiError as exc:
-        if exc.meta.status != 404:
-            raise
-    es.cluster.put_component_template(name=LIFECYCLE_COMPONENT, template=body["template"], meta=body["_meta"])
-    return "written"
+    return _write_unless_current(
+        digest,
+        lambda: _first_meta(
+            es.cluster.get_component_template(name=LIFECYCLE_COMPONENT)["component_templates"], "component_template"
+        ),
+        lambda: es.cluster.put_component_template(
+            name=LIFECYCLE_COMPONENT, template=body["template"], meta=body["_meta"]
+        ),
+    )
 
 
 def ensure_index_template(es: Elasticsearch) -> str:
     body, digest = load_with_fingerprint(ES_DIR / "index-template.json")
     body["_meta"]["sagascope_sha256"] = digest
-    try:
-        found = es.indices.get_index_template(name=INDEX_TEMPLATE)["index_templates"]
-        if found and found[0]["index_template"].get("_meta", {}).get("sagascope_sha256") == digest:
-            return "unchanged"
-    except ApiError as exc:
-        if exc.meta.status != 404:
-            raise
-    es.indices.put_index_template(name=INDEX_TEMPLATE, **body)
-    return "written"
-
-
-# --- Kibana -------------------------------------------------------------
+    return _write_unless_current(
+        digest,
+        lambda: _first_meta(es.indices.get_index_template(name=INDEX_TEMPLATE)["index_templates"], "index_template"),
+        lambda: es.indices.put_index_template(name=INDEX_TEMPLATE, **body),
+    )
 
 
 def read_saved_objects() -> list[dict[str, Any]]:
