@@ -31,6 +31,59 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortInUseError(RuntimeError):
+    """A service's fixed port is taken, so starting it would die with gRPC's bare bind error."""
+
+
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind ``host:port`` now, under the servers' own rule (SO_REUSEADDR,
+    no SO_REUSEPORT): a port in TIME_WAIT is fine; a listener or a live connection using it is not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_range() -> tuple[int, int] | None:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(low), int(high)
+
+
+async def wait_until_bindable(service: str, ports: Mapping[str, int], timeout: float = 10.0) -> None:
+    """Wait (briefly) for each of a service's fixed ports to be free, else say who to blame.
+
+    The default gRPC ports (5005x) lie inside Linux's ephemeral range, so the kernel can hand one
+    to an outgoing connection (a scrape, an exporter) and the bind fails although no server runs
+    there. A short wait covers a closing connection; the message names the lasting remedies.
+    """
+    deadline = time.monotonic() + timeout
+    busy = dict(ports)
+    while True:
+        busy = {var: port for var, port in busy.items() if not port_bindable(port)}
+        if not busy or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    if not busy:
+        return
+    lines = [f"{service} cannot start: 127.0.0.1:{port} ({var}) is already in use." for var, port in busy.items()]
+    lines.append("Another sagascope stack may be running (stop it), or set the variable to a free port.")
+    span = _ephemeral_range()
+    ephemeral = sorted(p for p in busy.values() if span and span[0] <= p <= span[1])
+    if span and ephemeral:
+        listed = ",".join(str(p) for p in ephemeral)
+        lines.append(
+            f"Port(s) {listed} lie in the kernel's ephemeral range {span[0]}-{span[1]}, so an outgoing "
+            f"connection may hold one; reserve them: sysctl -w net.ipv4.ip_local_reserved_ports={listed}"
+        )
+    raise PortInUseError("\n".join(lines))
+
+
 @dataclass(frozen=True)
 class Ports:
     identity_grpc: int = 50051
@@ -71,6 +124,8 @@ class ManagedProcess:
     log_path: Path
     health_target: str | None  # gRPC address to health-check, or None (TCP port check)
     tcp_port: int | None = None
+    # The ports it will listen on, by the variable that sets each (checked free before start).
+    listens_on: Mapping[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, cwd: Path) -> None:
@@ -170,14 +225,25 @@ class LocalStack:
                 logs / "nx-27017.log",
                 None,
                 tcp_port=p.mongo,
+                listens_on={"SAGASCOPE_MONGO_PORT": p.mongo},
             )
         for name, module, port in (
             ("identity", "services.identity", p.identity_grpc),
             ("payment", "services.payment", p.payment_grpc),
             ("order", "services.order", p.order_grpc),
         ):
+            listens_on = {
+                var: int(env[var])
+                for var in (f"{name.upper()}_{kind}_PORT" for kind in ("GRPC", "HTTP", "METRICS"))
+                if var in env
+            }
             self.processes[name] = ManagedProcess(
-                name, [python, "-m", module], dict(env), logs / f"{name}.log", f"127.0.0.1:{port}"
+                name,
+                [python, "-m", module],
+                dict(env),
+                logs / f"{name}.log",
+                f"127.0.0.1:{port}",
+                listens_on=listens_on,
             )
         self.order_ports = [p.order_grpc]
         for replica in range(2, self.order_replicas + 1):
@@ -189,6 +255,7 @@ class LocalStack:
                 replica_env,
                 logs / f"order-{replica}.log",
                 f"127.0.0.1:{grpc_port}",
+                listens_on={"ORDER_GRPC_PORT": grpc_port, "ORDER_METRICS_PORT": metrics_port},
             )
             self.order_ports.append(grpc_port)
 
@@ -209,6 +276,7 @@ class LocalStack:
 
     async def start_one(self, name: str, timeout: float = 60.0) -> None:
         proc = self.processes[name]
+        await wait_until_bindable(name, proc.listens_on)
         proc.start(self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
