@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
 
+from services.common.telemetry.attributes import plain
+
 REDACTED = "[REDACTED]"
 
 _SENSITIVE_KEY = re.compile(
@@ -132,7 +134,7 @@ def redact_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
 def _needs_redaction(values: Mapping[str, Any] | None) -> bool:
     if not values:
         return False
-    for key, value in values.items():
+    for key, value in plain(values).items():
         if is_sensitive_key(key):
             return True
         if isinstance(value, str):
@@ -147,10 +149,11 @@ def _needs_redaction(values: Mapping[str, Any] | None) -> bool:
 def redact_span(span: ReadableSpan) -> ReadableSpan:
     """``span`` itself when it is clean (the usual case, no copy), else a redacted copy."""
     description = span.status.description or ""
+    events, links = span.events, span.links  # each read of these properties copies the SDK's list
     dirty = (
         _needs_redaction(span.attributes)
-        or any(_needs_redaction(event.attributes) for event in span.events)
-        or any(_needs_redaction(link.attributes) for link in span.links)
+        or any(_needs_redaction(event.attributes) for event in events)
+        or any(_needs_redaction(link.attributes) for link in links)
         or bool(description and contains_credential(description))
         or contains_credential(span.name)
     )
@@ -167,9 +170,9 @@ def redact_span(span: ReadableSpan) -> ReadableSpan:
         attributes=redact_mapping(span.attributes or {}),
         events=[
             Event(event.name, redact_mapping(event.attributes or {}), event.timestamp)
-            for event in span.events
+            for event in events
         ],
-        links=[Link(link.context, redact_mapping(link.attributes or {})) for link in span.links],
+        links=[Link(link.context, redact_mapping(link.attributes or {})) for link in links],
         kind=span.kind,
         status=status,
         start_time=span.start_time,
