@@ -311,6 +311,8 @@ def sample_shares(lines: Iterable[str]) -> tuple[int, dict[str, float]]:
         if not stack:
             continue
         thread, *frames = stack.split(";")
+        if not frames:  # a thread caught between frames (py-spy --nonblocking)
+            continue
         if "MainThread" not in thread and ("OtelBatch" not in thread or any(i in frames[-1] for i in IDLE_LEAVES)):
             continue
         counts[owner_of(frames)] += int(count)
@@ -345,6 +347,7 @@ async def _profile_order(out: Path, sagas: int) -> float:
                 "--full-filenames",
                 "--threads",
                 "--nonblocking",  # never pause the process: it would change the load being measured
+                "--gil",  # only the thread holding the GIL: a thread waiting for it is not working
                 "--output",
                 str(out),
                 stdout=subprocess.DEVNULL,
@@ -374,7 +377,7 @@ def main() -> int:
     parser.add_argument(
         "--in-situ", action="store_true", help="also profile the loaded order process with py-spy (needs PostgreSQL)"
     )
-    parser.add_argument("--in-situ-sagas", type=int, default=3000)
+    parser.add_argument("--in-situ-sagas", type=int, default=8000)
     args = parser.parse_args()
 
     tune_garbage_collector()  # as every service process does at start-up

@@ -1,7 +1,7 @@
 # Contracts, load and benchmarks — included by the top-level Makefile (`include mk/contracts.mk`).
 # Uses $(PY), $(VENV) and $(STAMP) from the including Makefile. The load and contract tools
 # (pact-python, locust, pyinstrument) come from the project's optional dependencies.
-.PHONY: buf-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench
+.PHONY: buf-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench bench-floor
 
 BUF_SH := bash scripts/contracts/buf.sh
 
@@ -31,3 +31,6 @@ load-spike: $(STAMP) ## locust spike: baseline, burst, recovery
 
 bench: $(STAMP) ## direct ProcessPayment vs CreateOrder saga vs telemetry off, on PostgreSQL -> benchmarks/REPORT.md
 	$(PY) -m benchmarks.bench_saga $(BENCH_ARGS)
+
+bench-floor: $(STAMP) ## what the OTel SDK itself costs per saga, idle and in situ (py-spy), vs the 10% budget -> benchmarks/telemetry_floor.md
+	$(PY) -m benchmarks.telemetry_floor --in-situ

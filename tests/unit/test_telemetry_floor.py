@@ -46,6 +46,7 @@ def test_shares_count_the_main_thread_and_busy_export_threads_only() -> None:
         # Idle waits and other threads do not count.
         "thread (2): OtelBatchSpanRecordProcessor;BatchProcessor.worker (x);Event.wait (threading.py:629) 50",
         "thread (3): Thread-1 (_poll_wrapper);Thread.run (threading.py:982) 40",
+        "thread (1): MainThread 3",  # no frames: nothing to attribute
     ]
     total, shares = sample_shares(lines)
     assert total == 10
