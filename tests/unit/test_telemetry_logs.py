@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from opentelemetry import baggage, context, trace
 
 from services.common import correlation
+from services.common.config import ConfigError
+from services.common.telemetry import TelemetrySettings
 from services.common.telemetry.logs import bind_log_fields
 from tests.support.telemetry_testing import in_memory_telemetry
 
@@ -136,3 +139,40 @@ def test_a_dict_message_is_spread_in_the_json_line_and_the_body_over_otlp() -> N
     assert line["message"] == "" and line["note"] == "spread" and line["password"] == "[REDACTED]"
     body = captured.logs.get_finished_logs()[0].log_record.body
     assert "spread" in str(body) and "hunter2" not in str(body)
+
+
+def test_log_export_sampled_drops_only_the_records_of_unsampled_traces() -> None:
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(trace_id=0x1F, span_id=0x2F, is_remote=True, trace_flags=trace.TraceFlags(0))
+    )
+    with in_memory_telemetry("order-service", TelemetrySettings(log_export="sampled")) as captured:
+        tracer = trace.get_tracer("t", tracer_provider=captured.telemetry.tracer_provider)
+        with trace.use_span(unsampled):
+            log.info("inside a dropped trace", extra={"event": "saga.step.started"})
+        with tracer.start_as_current_span("sampled"):
+            log.info("inside a sampled trace", extra={"event": "saga.step.started"})
+        log.info("outside any trace", extra={"event": "service.started"})
+    exported = [record.log_record.body for record in captured.logs.get_finished_logs()]
+    assert exported == ["inside a sampled trace", "outside any trace"]
+    # The JSON lines keep everything, the dropped trace's record included.
+    messages = [line["message"] for line in captured.json_lines()]
+    assert messages == ["inside a dropped trace", "inside a sampled trace", "outside any trace"]
+
+
+def test_by_default_every_record_is_exported_whatever_the_sampling() -> None:
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(trace_id=0x1F, span_id=0x2F, is_remote=True, trace_flags=trace.TraceFlags(0))
+    )
+    with in_memory_telemetry("order-service") as captured, trace.use_span(unsampled):
+        log.info("inside a dropped trace")
+    exported = [record.log_record.body for record in captured.logs.get_finished_logs()]
+    assert exported == ["inside a dropped trace"]
+
+
+@pytest.mark.parametrize("value", ["none", "traces", "ALL-OF-THEM"])
+def test_an_unknown_log_export_choice_is_refused_with_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SAGASCOPE_LOG_EXPORT", value)
+    with pytest.raises(ConfigError, match="SAGASCOPE_LOG_EXPORT must be one of"):
+        TelemetrySettings.from_env()

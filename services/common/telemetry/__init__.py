@@ -189,7 +189,9 @@ def init_telemetry(
     logger_provider = init_logger_provider(
         resource, log_exporter if injected else default_log_exporter(settings, name), batch=not injected
     )
-    init_logging(name, settings.log_level, logger_provider, stream)
+    init_logging(
+        name, settings.log_level, logger_provider, stream, sampled_only=settings.log_export == "sampled"
+    )
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         # The first provider in the process becomes the global one (for libraries that ask for it).
         trace.set_tracer_provider(tracer_provider)

@@ -215,14 +215,23 @@ class OtlpLogHandler(logging.Handler):
     record; this one sends exactly the fields Elasticsearch is searched by.)
     """
 
-    def __init__(self, provider: LoggerProvider, level: int = logging.NOTSET) -> None:
+    def __init__(
+        self, provider: LoggerProvider, level: int = logging.NOTSET, sampled_only: bool = False
+    ) -> None:
         super().__init__(level)
         self.provider = provider
+        # Export only records outside any trace or inside a sampled one (SAGASCOPE_LOG_EXPORT=sampled),
+        # so head sampling thins the exported logs as it thins the spans.
+        self.sampled_only = sampled_only
 
     def emit(self, record: logging.LogRecord) -> None:
         # The exporters' own complaints must not feed back into the exporter.
         if record.name.startswith("opentelemetry"):
             return
+        if self.sampled_only:
+            span_context = trace.get_current_span().get_span_context()
+            if span_context.is_valid and not span_context.trace_flags.sampled:
+                return
         try:
             message, redacted = redacted_fields(record)
             attributes = {
@@ -268,15 +277,17 @@ def init_logging(
     level: str = "INFO",
     provider: LoggerProvider | None = None,
     stream: TextIO | None = None,
+    sampled_only: bool = False,
 ) -> list[logging.Handler]:
-    """Replace the root logger's handlers: JSON lines to ``stream`` (stdout), plus OTLP if given."""
+    """Replace the root logger's handlers: JSON lines to ``stream`` (stdout), plus OTLP if given
+    (``sampled_only``: see :class:`OtlpLogHandler`)."""
     _skip_unused_record_attributes()
     context_filter = ContextFieldsFilter(service_name)
     json_handler = logging.StreamHandler(stream or sys.stdout)
     json_handler.setFormatter(JsonLineFormatter())
     handlers: list[logging.Handler] = [json_handler]
     if provider is not None:
-        handlers.append(OtlpLogHandler(provider))
+        handlers.append(OtlpLogHandler(provider, sampled_only=sampled_only))
     for handler in handlers:
         handler.addFilter(context_filter)
     root = logging.getLogger()

@@ -18,6 +18,8 @@ TELEMETRY_SWITCH = "SAGASCOPE_TELEMETRY"
 TELEMETRY_DIR = "SAGASCOPE_TELEMETRY_DIR"
 LOG_LEVEL = "SAGASCOPE_LOG_LEVEL"
 METRICS_HOST = "SAGASCOPE_METRICS_HOST"
+LOG_EXPORT = "SAGASCOPE_LOG_EXPORT"
+_LOG_EXPORT_CHOICES = ("all", "sampled")
 
 _PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -34,6 +36,9 @@ class TelemetrySettings:
     # None: no OTLP endpoint configured for that signal, so it goes to the files.
     traces_protocol: str | None = None
     logs_protocol: str | None = None
+    # "sampled": a record logged inside a trace the sampler dropped is not exported (OTLP/files);
+    # its JSON line is written as always. "all" (default): every record is exported.
+    log_export: str = "all"
 
     @classmethod
     def from_env(cls) -> TelemetrySettings:
@@ -41,6 +46,9 @@ class TelemetrySettings:
         level = env_str(LOG_LEVEL, "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"{LOG_LEVEL} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        log_export = env_str(LOG_EXPORT, "all").strip().lower()
+        if log_export not in _LOG_EXPORT_CHOICES:
+            raise ConfigError(f"{LOG_EXPORT} must be one of {_LOG_EXPORT_CHOICES}, got {log_export!r}")
         return cls(
             enabled=enabled,
             directory=Path(env_str(TELEMETRY_DIR, "var/telemetry")),
@@ -49,6 +57,7 @@ class TelemetrySettings:
             environment=deployment_environment(),
             traces_protocol=_otlp_protocol("TRACES"),
             logs_protocol=_otlp_protocol("LOGS"),
+            log_export=log_export,
         )
 
 
