@@ -303,7 +303,8 @@ def render_report(
     sampled_line = ""
     if "saga_sampled" in phases:
         sampled = phases["saga_sampled"]
-        sampled_line = (f"\n- with {args.sampled_ratio:.0%} head sampling: throughput "
+        sampled_line = (f"\n- with {args.sampled_ratio:.0%} head sampling (OTLP log records sampled alike, "
+                        f"`SAGASCOPE_LOG_EXPORT=sampled`): throughput "
                         f"{sampled.throughput / off.throughput:.2f}x of telemetry off "
                         f"(cost {1 - sampled.throughput / off.throughput:+.1%}), p95 {sampled.p95_ms:.0f} ms")
     verdicts = "\n".join(f"| {name} | {value} | {'met' if ok else '**missed**'} |" for name, ok, value in checks)
@@ -411,16 +412,18 @@ async def bench_round(args: argparse.Namespace, database_url: str) -> dict[str, 
     if args.sampled_ratio > 0:
         async def sampled(stack: LocalStack) -> list[Phase]:
             phase = await bench_create_order(
-                f"CreateOrder saga (telemetry on, {args.sampled_ratio:.0%} of traces sampled)", stack,
+                f"CreateOrder saga (telemetry on, {args.sampled_ratio:.0%} of traces and their logs sampled)", stack,
                 args.requests, args.concurrency, args.warmup)
             print(f"  {phase}", flush=True)
             return [phase]
 
-        print(f"bench: stack with OTEL_TRACES_SAMPLER=parentbased_traceidratio {args.sampled_ratio}", flush=True)
+        print(f"bench: stack with OTEL_TRACES_SAMPLER=parentbased_traceidratio {args.sampled_ratio}, "
+              "SAGASCOPE_LOG_EXPORT=sampled", flush=True)
         (phases["saga_sampled"],) = await run_phase_stack(
             "telemetry-sampled", database_url, True, False, sampled, args.whatif, replicas,
             {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-             "OTEL_TRACES_SAMPLER_ARG": str(args.sampled_ratio)})
+             "OTEL_TRACES_SAMPLER_ARG": str(args.sampled_ratio),
+             "SAGASCOPE_LOG_EXPORT": "sampled"})
     return phases
 
 
@@ -466,7 +469,8 @@ def main() -> int:
                         help="order service replicas (one Python process uses one core; they share the saga "
                         "log safely through leases); clients balance round robin")
     parser.add_argument("--sampled-ratio", type=float, default=0.1,
-                        help="also measure telemetry on with this head-sampling ratio (0 = skip)")
+                        help="also measure telemetry on with this head-sampling ratio, OTLP log records sampled "
+                        "alike (SAGASCOPE_LOG_EXPORT=sampled); 0 = skip")
     parser.add_argument("--out-json", type=Path, default=OUT / "bench.json")
     parser.add_argument("--append", type=Path, help="markdown appended to the report (e.g. profiling notes)")
     args = parser.parse_args()

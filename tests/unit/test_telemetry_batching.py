@@ -61,43 +61,34 @@ def no_timer(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"{prefix}_MAX_QUEUE_SIZE", raising=False)
 
 
-def spans(count: int) -> tuple[BatchSizes, Callable[[], None], Callable[[], None]]:
+@pytest.mark.parametrize(
+    ("variables", "spans", "first"),
+    [
+        ({}, EXPORT_BATCH_SIZE, 128),
+        # The standard variable wins.
+        ({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"}, 40, 32),
+        # The SDK refuses a batch larger than its queue (its own default of 512 included).
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}, 100, 100),
+    ],
+    ids=["default", "batch-size-variable", "smaller-queue"],
+)
+def test_the_first_span_batch_goes_out_at_the_batch_size(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], spans: int, first: int
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
     exporter = BatchSizes()
     provider = init_tracer_provider(RESOURCE, exporter)
     tracer = provider.get_tracer("test")
 
     def produce() -> None:
-        for i in range(count):
+        for i in range(spans):
             tracer.start_span(f"span {i}").end()
 
-    return exporter, produce, provider.shutdown
-
-
-def test_spans_go_out_in_batches_of_128_by_default() -> None:
-    exporter, produce, shutdown = spans(EXPORT_BATCH_SIZE)
     try:
-        assert first_batch(exporter, produce, wait_s=5) == EXPORT_BATCH_SIZE == 128
+        assert first_batch(exporter, produce, wait_s=5) == first
     finally:
-        shutdown()
-
-
-def test_the_standard_batch_size_variable_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32")
-    exporter, produce, shutdown = spans(40)
-    try:
-        assert first_batch(exporter, produce, wait_s=5) == 32
-    finally:
-        shutdown()
-
-
-def test_a_smaller_queue_caps_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The SDK refuses a batch larger than its queue (its own default of 512 included).
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
-    exporter, produce, shutdown = spans(100)
-    try:
-        assert first_batch(exporter, produce, wait_s=5) == 100
-    finally:
-        shutdown()
+        provider.shutdown()
 
 
 @pytest.mark.parametrize(
