@@ -370,7 +370,7 @@ class _JsonLinesSink:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def _append(self, line: bytes) -> bool:
-        """``line`` (UTF-8 JSON, a batch of several hundred KB) written as it is, no str round trip,
+        """``line`` (a whole batch as UTF-8 JSON, ~100 KB) written as it is, no str round trip,
         in ONE unbuffered append: order replicas share a service's file, and O_APPEND keeps a single
         write whole where two could interleave with another process's line."""
         try:
