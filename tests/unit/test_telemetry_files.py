@@ -383,3 +383,30 @@ def test_the_files_match_the_protobuf_encoders_for_a_real_saga_run(tmp_path: Pat
         document = json.loads(line)
         request = json_format.ParseDict(_hex_ids_to_base64(document), ExportLogsServiceRequest())
         assert _oracle(request) == document
+
+
+def _append_lines(path: str, writer: int, count: int) -> None:
+    from services.common.telemetry.files import _JsonLinesSink
+
+    sink = _JsonLinesSink(Path(path))
+    for n in range(count):
+        # ~200 KB a line: well past any stdio buffer, as a real export batch is.
+        sink._append(json.dumps({"writer": writer, "n": n, "pad": "x" * 200_000}).encode())
+
+
+def test_two_processes_appending_to_one_file_keep_every_line_whole(tmp_path: Path) -> None:
+    # Order replicas share a service's files: each batch must land as one unbroken line.
+    import multiprocessing
+
+    path = tmp_path / "logs.jsonl"
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_append_lines, args=(str(path), w, 40)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(60)
+        assert process.exitcode == 0
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[:-1]]
+    assert sorted((r["writer"], r["n"]) for r in records) == [(w, n) for w in (1, 2) for n in range(40)]
