@@ -464,7 +464,7 @@ def main() -> int:
     parser.add_argument("--no-report", dest="write_report", action="store_false",
                         help="print the report, do not rewrite benchmarks/REPORT.md")
     parser.add_argument("--whatif", default="", help="order process under benchmarks.whatif_order with these "
-                        "patches (no_pre_ping,no_sql_spans): measures a proposed change without editing services/")
+                        "patches (no_sql_spans): measures a proposed change without editing services/")
     parser.add_argument("--order-replicas", type=int, default=2,
                         help="order service replicas (one Python process uses one core; they share the saga "
                         "log safely through leases); clients balance round robin")
