@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One multi-stage Dockerfile for sagascope:
 #   build      installs the package and its dependencies into /opt/venv
-#   service    (default) the three gRPC services: `python -m services.<name>`, non-root
+#   service    (default) the three gRPC services: `python -m sagascope.<name>`, non-root
 #   load       service + locust, for the `load` compose profile
 #   elk-setup  the one-shot job importing ES templates and Kibana saved objects
 #   otelcol    the pinned contrib collector binary on busybox, so compose can
@@ -18,11 +18,10 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, so code edits do not re-download them.
 COPY pyproject.toml README.md* ./
-RUN mkdir -p services sagascope && touch services/__init__.py sagascope/__init__.py \
+RUN mkdir -p sagascope && touch sagascope/__init__.py \
  && pip install . && pip uninstall -y sagascope
 COPY protos ./protos
 COPY sagascope ./sagascope
-COPY services ./services
 RUN pip install --no-deps .
 
 FROM python:${PYTHON_VERSION}-slim AS base
@@ -63,4 +62,4 @@ FROM base AS service
 USER 10001:10001
 EXPOSE 50051 50052 50053 8081 9101 9102 9103
 ENTRYPOINT ["python", "-m"]
-CMD ["services.order"]
+CMD ["sagascope.order"]

@@ -29,10 +29,10 @@ up: $(STAMP) ## start the three services locally (Ctrl-C stops them)
 	$(VENV)/bin/sagascope up
 
 protos: $(STAMP) ## regenerate the committed Python code from protos/
-	$(PY) -m services.tools.gen_protos
+	$(PY) -m tools.gen_protos
 
 test: $(STAMP) ## the test suite: lint, types, unit, integration (PostgreSQL tier when its binaries exist)
-	$(PY) -m services.tools.run_tests
+	$(PY) -m tools.run_tests
 
 unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest tests/unit -q
@@ -40,9 +40,8 @@ unit: $(STAMP) ## unit tests only
 integration: $(STAMP) ## integration tests only
 	$(PY) -m pytest tests/integration -q
 
-lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/mypy
+lint: $(STAMP) ## ruff and mypy, on the same paths `make test` checks
+	$(PY) -m tools.run_tests lint types
 
 clean: ## remove the virtualenv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ one channel) after a warm-up, and records p50/p95 latency, throughput and the CP
 every process spent per request. The three stacks take turns for ``--rounds``
 rounds and each phase is reported by its median run: this shared machine swings
 by up to a quarter between identical runs, CPU per request much less. The
-services run as local processes (services.cli.launcher.LocalStack) on free
+services run as local processes (sagascope.cli.launcher.LocalStack) on free
 loopback ports, orders on a throwaway PostgreSQL cluster (tests/support/postgres.py),
 payments on nx-27017. Telemetry "on" means the default local set-up: no
 OTEL_EXPORTER_OTLP_ENDPOINT, so spans and logs go to OTLP-JSON files under the
@@ -45,10 +45,10 @@ from pathlib import Path
 import grpc
 import psutil
 
-from sagascope.orders.v1 import orders_pb2
-from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
-from services.cli.client import OrderClient, login, order_request
-from services.cli.launcher import LocalStack, Ports
+from sagascope.api.orders.v1 import orders_pb2
+from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
+from sagascope.cli.client import OrderClient, login, order_request
+from sagascope.cli.launcher import LocalStack, Ports
 from tests.support import postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def make_stack(
     stack = LocalStack(state_dir, ports=Ports.free(), extra_env=env, database_url=database_url, cwd=ROOT,
                        order_replicas=order_replicas)
     order = stack.processes["order"]
-    module = "services.order"
+    module = "sagascope.order"
     if whatif:
         order.env["BENCH_WHATIF"] = whatif
         module = "benchmarks.whatif_order"

@@ -20,7 +20,7 @@ Three set-ups, each timed by process CPU (export threads included) after a flush
 ``--in-situ`` adds the loaded view: the bench's stack (PostgreSQL, one order replica, 16 in
 flight, telemetry on) with py-spy sampling the order process, every busy sample given to the
 innermost frame whose package is known — the SDK (``opentelemetry``), this project's telemetry code
-(``services/common/telemetry`` minus the JSON log formatter, which runs with telemetry off too),
+(``sagascope/common/telemetry`` minus the JSON log formatter, which runs with telemetry off too),
 ``prometheus_client``, or everything else. Idle threads (the export threads' waits, gRPC's poller,
 the metrics server) are left out.
 
@@ -58,10 +58,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.util.types import AnyValue
 
-from services.common.runtime import tune_garbage_collector
-from services.common.telemetry.files import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter
-from services.common.telemetry.logs import OtlpLogHandler
-from services.common.telemetry.tracing import build_resource, init_logger_provider, init_tracer_provider
+from sagascope.common.runtime import tune_garbage_collector
+from sagascope.common.telemetry.files import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter
+from sagascope.common.telemetry.logs import OtlpLogHandler
+from sagascope.common.telemetry.tracing import build_resource, init_logger_provider, init_tracer_provider
 
 ROOT = Path(__file__).resolve().parents[1]
 Attributes = Mapping[str, AnyValue]
@@ -170,7 +170,7 @@ def sdk_only() -> tuple[SagaItems, Callable[[], None]]:
     tracer_provider.add_span_processor(BatchSpanProcessor(_DropSpans()))
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(_DropLogs()))
-    otel_logger = logger_provider.get_logger("services.common.saga")
+    otel_logger = logger_provider.get_logger("sagascope.common.saga")
 
     def log(event: str, fields: Attributes) -> None:
         otel_logger.emit(
@@ -196,7 +196,7 @@ def shipped(directory: Path) -> tuple[SagaItems, Callable[[], None]]:
     tracer_provider = init_tracer_provider(resource, OtlpJsonFileSpanExporter(directory / "traces.jsonl"))
     logger_provider = init_logger_provider(resource, OtlpJsonFileLogExporter(directory / "logs.jsonl"))
     assert logger_provider is not None
-    logger = logging.getLogger("services.common.saga.floor")
+    logger = logging.getLogger("sagascope.common.saga.floor")
     logger.propagate = False
     logger.handlers = [OtlpLogHandler(logger_provider)]
     logger.setLevel(logging.INFO)
@@ -259,7 +259,7 @@ def bench_cpu(path: Path) -> BenchCpu | None:
 
 # Who a frame belongs to (first match wins).
 OWNERS = (
-    ("ours", ("services/common/telemetry/", "orjson")),
+    ("ours", ("sagascope/common/telemetry/", "orjson")),
     ("sdk", ("opentelemetry/",)),
     ("prometheus", ("prometheus_client/",)),
     (

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.cli.client import OrderClient, login, order_request
-from services.cli.launcher import LocalStack, Ports
+from sagascope.cli.client import OrderClient, login, order_request
+from sagascope.cli.launcher import LocalStack, Ports
 
-USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (services/identity/demo_users.json)
+USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (sagascope/identity/demo_users.json)
 DEFAULT_REPORT = Path(__file__).with_name("telemetry_overhead_report.md")
 TARGET_COST = 0.10
 

@@ -3,10 +3,10 @@
     BENCH_WHATIF=no_sql_spans python -m benchmarks.whatif_order
 
 Used by ``bench_saga.py --whatif ...``; services/ stay untouched. Patches:
-- ``no_sql_spans``: no SQL statement spans (services/common/telemetry/sql_spans.py is not attached
+- ``no_sql_spans``: no SQL statement spans (sagascope/common/telemetry/sql_spans.py is not attached
   to the engine), to price one span per statement.
 
-(``no_pre_ping`` measured dropping ``pool_pre_ping``; that is now how services/order/database.py
+(``no_pre_ping`` measured dropping ``pool_pre_ping``; that is now how sagascope/order/database.py
 builds the engine, so the patch is gone.)
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import runpy
 
-from services.common.telemetry import Telemetry
+from sagascope.common.telemetry import Telemetry
 
 WHATIF = {w.strip() for w in os.environ.get("BENCH_WHATIF", "").split(",") if w.strip()}
 KNOWN = {"no_sql_spans"}
@@ -25,4 +25,4 @@ if WHATIF - KNOWN:
 if "no_sql_spans" in WHATIF:
     Telemetry.instrument_sqlalchemy = lambda self, engine: None  # type: ignore[method-assign]
 
-runpy.run_module("services.order", run_name="__main__", alter_sys=True)
+runpy.run_module("sagascope.order", run_name="__main__", alter_sys=True)

@@ -6,4 +6,4 @@ stack: $(STAMP) stack-backends-up ## real Collector/Jaeger/ES/Prometheus + the t
 	ELASTICSEARCH_URL=http://127.0.0.1:9200 $(VENV)/bin/sagascope up --faults
 
 e2e: $(STAMP) backends ## start backends + services, run the demo and a short load, assert in Jaeger, ES, Prometheus
-	$(PY) -m services.tools.run_e2e
+	$(PY) -m tools.run_e2e

@@ -45,9 +45,9 @@ from pact import Pact
 from pact.match import AbstractMatcher
 
 # Import the generated modules so their descriptors are in the default pool.
-from sagascope.identity.v1 import identity_pb2  # noqa: F401
-from sagascope.orders.v1 import orders_pb2  # noqa: F401
-from sagascope.payments.v1 import payments_pb2  # noqa: F401
+from sagascope.api.identity.v1 import identity_pb2  # noqa: F401
+from sagascope.api.orders.v1 import orders_pb2  # noqa: F401
+from sagascope.api.payments.v1 import payments_pb2  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The committed pact files (README: "Contracts"). Consumer tests rewrite them; provider tests verify them.

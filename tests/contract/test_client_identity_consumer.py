@@ -4,7 +4,7 @@
   pact's own mock server (the bundled FFI). The client side is the few lines a
   client of the HTTP front door needs (:func:`http_login`).
 - gRPC ``Login``: a V4 synchronous message (see grpc_pact.py), exercised through
-  the CLI's real ``services.cli.client.login`` over a real gRPC socket.
+  the CLI's real ``sagascope.cli.client.login`` over a real gRPC socket.
 
 The credentials are the published development ones from demo_users.json.
 """
@@ -21,8 +21,8 @@ import grpc
 import pytest
 from pact import Pact, match
 
-from sagascope.identity.v1 import identity_pb2 as pb
-from services.cli.client import login
+from sagascope.api.identity.v1 import identity_pb2 as pb
+from sagascope.cli.client import login
 from tests.contract.grpc_pact import PACT_DIR, PactGrpcStub, grpc_interaction
 
 LOGIN = "/sagascope.identity.v1.IdentityService/Login"

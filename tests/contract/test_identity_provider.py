@@ -22,7 +22,7 @@ import jwt
 import pytest
 from pact import Verifier
 
-from services.identity.users import UserStore
+from sagascope.identity.users import UserStore
 from tests.contract.grpc_pact import PACT_DIR, BackgroundLoop, provider_message_handler, verify_all
 from tests.support.identity import DEMO_PASSWORDS, IdentityHandle, running_identity
 

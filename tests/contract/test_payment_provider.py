@@ -20,9 +20,9 @@ import grpc
 import pytest
 from pact import Verifier
 
-from services.payment.domain import Payment, PaymentStatus
-from services.payment.server import PaymentApp
-from services.payment.settings import PaymentSettings
+from sagascope.payment.domain import Payment, PaymentStatus
+from sagascope.payment.server import PaymentApp
+from sagascope.payment.settings import PaymentSettings
 from tests.contract.grpc_pact import PACT_DIR, BackgroundLoop, provider_message_handler, verify_all
 from tests.support.identity import DEMO_PASSWORDS, running_identity
 from tests.support.mongo import running_nx27017

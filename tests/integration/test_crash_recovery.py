@@ -11,9 +11,9 @@ import grpc
 import pytest
 from pymongo import AsyncMongoClient
 
-from sagascope.orders.v1 import orders_pb2
-from services.cli.client import OrderClient, login, order_request
-from services.cli.launcher import LocalStack, Ports
+from sagascope.api.orders.v1 import orders_pb2
+from sagascope.cli.client import OrderClient, login, order_request
+from sagascope.cli.launcher import LocalStack, Ports
 
 pytestmark = pytest.mark.timeout(240)
 

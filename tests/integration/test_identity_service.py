@@ -14,9 +14,9 @@ import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sagascope.identity.v1 import identity_pb2, identity_pb2_grpc
-from services.common.auth import JwksCache, ServiceTokenSource, TokenVerifier
-from services.common.errors import Unauthenticated, Unavailable
+from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
+from sagascope.common.auth import JwksCache, ServiceTokenSource, TokenVerifier
+from sagascope.common.errors import Unauthenticated, Unavailable
 from tests.support.identity import DEMO_PASSWORDS, IdentityHandle, running_identity
 
 

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.auth import AuthInterceptor, TokenVerifier, current_principal
-from services.common.server import GrpcServer, GrpcServerConfig
+from sagascope.common.auth import AuthInterceptor, TokenVerifier, current_principal
+from sagascope.common.server import GrpcServer, GrpcServerConfig
 from tests.support.identity import DEMO_PASSWORDS, IdentityHandle, forge_token, running_identity
 
 SERVICE = "sagascope.test.v1.Probe"

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from sqlalchemy import func, select
 
-from sagascope.orders.v1 import orders_pb2
-from services.common.saga.store import saga_instances
-from services.order.tables import orders
+from sagascope.api.orders.v1 import orders_pb2
+from sagascope.common.saga.store import saga_instances
+from sagascope.order.tables import orders
 from tests.support.order_stack import request
 
 COMPLETED = orders_pb2.ORDER_STATUS_COMPLETED

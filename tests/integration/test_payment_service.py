@@ -13,12 +13,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sagascope.payments.v1 import payments_pb2, payments_pb2_grpc
-from services.common.auth import AuthSettings
-from services.common.faults import FaultSettings
-from services.payment.server import PaymentApp
-from services.payment.settings import PaymentSettings
-from services.payment.store import MongoUnavailable
+from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
+from sagascope.common.auth import AuthSettings
+from sagascope.common.faults import FaultSettings
+from sagascope.payment.server import PaymentApp
+from sagascope.payment.settings import PaymentSettings
+from sagascope.payment.store import MongoUnavailable
 from tests.support.identity import running_identity
 from tests.support.mongo import free_port, running_nx27017
 

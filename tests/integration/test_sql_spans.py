@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
-from services.order.database import create_engine, migrate
-from services.order.repository import OrderReader
+from sagascope.order.database import create_engine, migrate
+from sagascope.order.repository import OrderReader
 from tests.support.telemetry_testing import in_memory_telemetry
 
 

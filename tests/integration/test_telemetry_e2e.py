@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from services.cli.client import OrderClient, OrderResult, login, order_request
-from services.cli.launcher import LocalStack, Ports
+from sagascope.cli.client import OrderClient, OrderResult, login, order_request
+from sagascope.cli.launcher import LocalStack, Ports
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
-USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (services/identity/demo_users.json)
+USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (sagascope/identity/demo_users.json)
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 

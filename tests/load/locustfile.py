@@ -35,8 +35,8 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import LoadTestShape, User, events, task
 from locust.exception import LocustError
 
-from sagascope.identity.v1 import identity_pb2, identity_pb2_grpc
-from sagascope.orders.v1 import orders_pb2, orders_pb2_grpc
+from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
+from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
 
 grpc_gevent.init_gevent()  # grpc's own threads must cooperate with locust's gevent loop
 

@@ -123,7 +123,7 @@ class Target:
 @contextmanager
 def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     """A LocalStack with faults on (and orders on PostgreSQL with --postgres), stopped afterwards."""
-    from services.cli.launcher import LocalStack, Ports
+    from sagascope.cli.launcher import LocalStack, Ports
     from tests.support import postgres
 
     with ExitStack() as stack:

@@ -23,11 +23,11 @@ from typing import Any
 import grpc
 import jwt
 
-from sagascope.identity.v1 import identity_pb2, identity_pb2_grpc
-from services.common.auth import AuthSettings
-from services.identity.keys import generate_key
-from services.identity.server import RunningIdentity, start_identity
-from services.identity.settings import DEMO_USERS_FILE, IdentitySettings
+from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
+from sagascope.common.auth import AuthSettings
+from sagascope.identity.keys import generate_key
+from sagascope.identity.server import RunningIdentity, start_identity
+from sagascope.identity.settings import DEMO_USERS_FILE, IdentitySettings
 
 ISSUER = "sagascope-identity"
 AUDIENCE = "sagascope"

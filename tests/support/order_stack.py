@@ -11,16 +11,16 @@ from typing import Any
 import grpc
 from pymongo import AsyncMongoClient
 
-from sagascope.orders.v1 import orders_pb2, orders_pb2_grpc
-from services.cli.launcher import free_port
-from services.common.auth import AuthSettings
-from services.common.faults import FaultSettings
-from services.common.telemetry import init_telemetry
-from services.common.telemetry.settings import TelemetrySettings
-from services.order.server import OrderApp
-from services.order.settings import OrderSettings
-from services.payment.server import PaymentApp
-from services.payment.settings import PaymentSettings
+from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
+from sagascope.cli.launcher import free_port
+from sagascope.common.auth import AuthSettings
+from sagascope.common.faults import FaultSettings
+from sagascope.common.telemetry import init_telemetry
+from sagascope.common.telemetry.settings import TelemetrySettings
+from sagascope.order.server import OrderApp
+from sagascope.order.settings import OrderSettings
+from sagascope.payment.server import PaymentApp
+from sagascope.payment.settings import PaymentSettings
 from tests.support.identity import DEMO_PASSWORDS, running_identity
 from tests.support.mongo import running_nx27017
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.cli.launcher import free_port
+from sagascope.cli.launcher import free_port
 
 RUN_AS = "postgres"
 

@@ -18,8 +18,8 @@ import grpc
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.common.server import GrpcServer, GrpcServerConfig
-from services.common.telemetry import Telemetry, TelemetrySettings, init_telemetry
+from sagascope.common.server import GrpcServer, GrpcServerConfig
+from sagascope.common.telemetry import Telemetry, TelemetrySettings, init_telemetry
 
 ECHO_SERVICE = "sagascope.test.v1.Echo"
 ECHO_METHOD = f"/{ECHO_SERVICE}/Call"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.tools.gen_protos import REPO_ROOT, generate, proto_files
+from tools.gen_protos import REPO_ROOT, generate, proto_files
 
 
 def test_every_proto_has_committed_generated_code_that_matches(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.auth import AuthSettings
-from services.common.config import ConfigError
-from services.identity.settings import DEMO_USERS_FILE, IdentitySettings
+from sagascope.common.auth import AuthSettings
+from sagascope.common.config import ConfigError
+from sagascope.identity.settings import DEMO_USERS_FILE, IdentitySettings
 
 _VARS = [
     "SAGASCOPE_ENV",

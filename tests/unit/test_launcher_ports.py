@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from services.cli.launcher import PortInUseError, free_port, port_bindable, wait_until_bindable
+from sagascope.cli.launcher import PortInUseError, free_port, port_bindable, wait_until_bindable
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ConfigError
-from services.identity.passwords import PasswordHashError, ScryptHash, hash_password, verify_password
-from services.identity.settings import DEMO_USERS_FILE
-from services.identity.users import UserStore
+from sagascope.common.config import ConfigError
+from sagascope.identity.passwords import PasswordHashError, ScryptHash, hash_password, verify_password
+from sagascope.identity.settings import DEMO_USERS_FILE
+from sagascope.identity.users import UserStore
 from tests.support.identity import DEMO_PASSWORDS
 
 FAST = {"n": 2**10, "r": 8, "p": 1}  # cheap parameters where the test is about the format, not the cost
@@ -108,7 +108,7 @@ def test_hash_password_cli_reads_stdin(
 ) -> None:
     import io
 
-    from services.identity import hash_password as cli
+    from sagascope.identity import hash_password as cli
 
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
     assert cli.main(["--stdin", "--n", "1024"]) == 0

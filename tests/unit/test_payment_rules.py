@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.payment import domain
-from services.payment.domain import ChargeRequest, Decision, PaymentStatus
+from sagascope.payment import domain
+from sagascope.payment.domain import ChargeRequest, Decision, PaymentStatus
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ import gc
 
 import pytest
 
-from services.common.config import ConfigError
-from services.common.runtime import GC_THRESHOLD, gc_threshold, tune_garbage_collector
+from sagascope.common.config import ConfigError
+from sagascope.common.runtime import GC_THRESHOLD, gc_threshold, tune_garbage_collector
 
 
 def test_the_default_threshold_collects_the_young_generation_less_often(monkeypatch: pytest.MonkeyPatch) -> None:

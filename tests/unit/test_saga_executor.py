@@ -19,12 +19,12 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from services.common.resilience import DownstreamUnavailable
-from services.common.saga.definition import CallContext, LocalStep, RemoteStep, SagaDefinition, StepFailed
-from services.common.saga.executor import SagaExecutor
-from services.common.saga.observer import SagaRun
-from services.common.saga.recovery import RecoveryWorker
-from services.common.saga.store import SAGA_METADATA, LeaseLost, SagaRecord, SagaStatus, SagaStore
+from sagascope.common.resilience import DownstreamUnavailable
+from sagascope.common.saga.definition import CallContext, LocalStep, RemoteStep, SagaDefinition, StepFailed
+from sagascope.common.saga.executor import SagaExecutor
+from sagascope.common.saga.observer import SagaRun
+from sagascope.common.saga.recovery import RecoveryWorker
+from sagascope.common.saga.store import SAGA_METADATA, LeaseLost, SagaRecord, SagaStatus, SagaStore
 
 META = MetaData()
 ledger = Table(
@@ -305,7 +305,7 @@ async def test_a_failing_first_step_writes_nothing(sessions):
 
 
 async def _make_due(sessions, saga_id: str) -> None:
-    from services.common.saga.store import saga_instances
+    from sagascope.common.saga.store import saga_instances
 
     async with sessions() as session, session.begin():
         await session.execute(

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from opentelemetry.attributes import BoundedAttributes
 
-from services.common.telemetry.attributes import plain
+from sagascope.common.telemetry.attributes import plain
 
 
 def test_bounded_attributes_become_an_equal_plain_dict() -> None:

@@ -12,8 +12,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from services.common.telemetry.logs import OtlpLogHandler
-from services.common.telemetry.tracing import (
+from sagascope.common.telemetry.logs import OtlpLogHandler
+from sagascope.common.telemetry.tracing import (
     EXPORT_BATCH_SIZE,
     build_resource,
     export_batch_size,

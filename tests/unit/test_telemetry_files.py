@@ -29,11 +29,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from services.cli.logs_view import logs_command
-from services.cli.trace_view import trace_command
-from services.common.saga.observer import SagaRun
-from services.common.telemetry import TelemetrySettings, init_telemetry
-from services.common.telemetry.files import encode_logs_json, encode_spans_json
+from sagascope.cli.logs_view import logs_command
+from sagascope.cli.trace_view import trace_command
+from sagascope.common.saga.observer import SagaRun
+from sagascope.common.telemetry import TelemetrySettings, init_telemetry
+from sagascope.common.telemetry.files import encode_logs_json, encode_spans_json
 
 log = logging.getLogger("tests.files")
 
@@ -291,7 +291,7 @@ def _realistic_log_records() -> list[ReadableLogRecord]:
     provider = LoggerProvider(resource=resource)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     tracer_provider = TracerProvider(resource=resource)
-    saga_logger = provider.get_logger("services.common.telemetry.saga")
+    saga_logger = provider.get_logger("sagascope.common.telemetry.saga")
     other_logger = provider.get_logger("tests.files", "1.0", "https://example.com/schema", {"scope": "attr"})
 
     with tracer_provider.get_tracer("t").start_as_current_span("saga CreateOrder"):
@@ -386,7 +386,7 @@ def test_the_files_match_the_protobuf_encoders_for_a_real_saga_run(tmp_path: Pat
 
 
 def _append_lines(path: str, writer: int, count: int) -> None:
-    from services.common.telemetry.files import _JsonLinesSink
+    from sagascope.common.telemetry.files import _JsonLinesSink
 
     sink = _JsonLinesSink(Path(path))
     for n in range(count):

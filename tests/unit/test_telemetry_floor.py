@@ -6,15 +6,15 @@ import pytest
 
 from benchmarks.telemetry_floor import owner_of, sample_shares
 
-SERVER = "ServerTelemetryInterceptor.intercept_service (/app/services/common/telemetry/grpc_interceptors.py:80)"
-SAGA = "SagaExecutor._forward (/app/services/common/saga/executor.py:150)"
+SERVER = "ServerTelemetryInterceptor.intercept_service (/app/sagascope/common/telemetry/grpc_interceptors.py:80)"
+SAGA = "SagaExecutor._forward (/app/sagascope/common/saga/executor.py:150)"
 SQLA = "Connection._execute_context (/venv/site-packages/sqlalchemy/engine/base.py:1815)"
-SQL_SPAN = "SqlStatementSpans._before (/app/services/common/telemetry/sql_spans.py:103)"
+SQL_SPAN = "SqlStatementSpans._before (/app/sagascope/common/telemetry/sql_spans.py:103)"
 START_SPAN = "Tracer.start_span (/venv/site-packages/opentelemetry/sdk/trace/__init__.py:1200)"
 LOGGING = "Logger.handle (/usr/lib/python3.11/logging/__init__.py:1636)"
-JSON_FORMAT = "JsonLineFormatter.add_fields (/app/services/common/telemetry/logs.py:170)"
-REDACT = "redact_text (/app/services/common/telemetry/redaction.py:97)"
-OTLP_HANDLER = "OtlpLogHandler.emit (/app/services/common/telemetry/logs.py:222)"
+JSON_FORMAT = "JsonLineFormatter.add_fields (/app/sagascope/common/telemetry/logs.py:170)"
+REDACT = "redact_text (/app/sagascope/common/telemetry/redaction.py:97)"
+OTLP_HANDLER = "OtlpLogHandler.emit (/app/sagascope/common/telemetry/logs.py:222)"
 SDK_EMIT = "Logger.emit (/venv/site-packages/opentelemetry/sdk/_logs/_internal/__init__.py:851)"
 
 
@@ -42,7 +42,7 @@ def test_shares_count_the_main_thread_and_busy_export_threads_only() -> None:
         f"thread (1): MainThread;{SERVER};{SAGA};{SQLA} 6",
         f"thread (1): MainThread;{SERVER};{SAGA};{SQLA};{SQL_SPAN};{START_SPAN} 2",
         "thread (2): OtelBatchSpanRecordProcessor;BatchProcessor._export (/venv/site-packages/opentelemetry/"
-        "sdk/_shared_internal/__init__.py:187);encode_spans_json (/app/services/common/telemetry/files.py:350) 2",
+        "sdk/_shared_internal/__init__.py:187);encode_spans_json (/app/sagascope/common/telemetry/files.py:350) 2",
         # Idle waits and other threads do not count.
         "thread (2): OtelBatchSpanRecordProcessor;BatchProcessor.worker (x);Event.wait (threading.py:629) 50",
         "thread (3): Thread-1 (_poll_wrapper);Thread.run (threading.py:982) 40",

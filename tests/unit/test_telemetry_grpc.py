@@ -7,8 +7,8 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.trace import SpanKind
 
-from services.common import correlation
-from services.common.errors import NotFound
+from sagascope.common import correlation
+from sagascope.common.errors import NotFound
 from tests.support.telemetry_testing import ECHO_METHOD, ECHO_SERVICE, in_memory_telemetry, start_echo_server
 
 

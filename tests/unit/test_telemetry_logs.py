@@ -7,10 +7,10 @@ import logging
 import pytest
 from opentelemetry import baggage, context, trace
 
-from services.common import correlation
-from services.common.config import ConfigError
-from services.common.telemetry import TelemetrySettings
-from services.common.telemetry.logs import bind_log_fields
+from sagascope.common import correlation
+from sagascope.common.config import ConfigError
+from sagascope.common.telemetry import TelemetrySettings
+from sagascope.common.telemetry.logs import bind_log_fields
 from tests.support.telemetry_testing import in_memory_telemetry
 
 log = logging.getLogger("tests.telemetry")
@@ -106,7 +106,7 @@ def test_exceptions_are_logged_as_text_in_json_and_as_exception_attributes_over_
 
 
 def test_telemetry_off_keeps_the_json_lines() -> None:
-    from services.common.telemetry import TelemetrySettings
+    from sagascope.common.telemetry import TelemetrySettings
 
     with in_memory_telemetry(settings=TelemetrySettings(enabled=False)) as captured:
         with correlation.bound("corr-off"):

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from services.common.saga.observer import SagaRun
+from sagascope.common.saga.observer import SagaRun
 from tests.support.telemetry_testing import CapturedTelemetry, in_memory_telemetry
 
 # metric family -> (type, label names) — ARCHITECTURE.md and the go-grpc-prometheus names

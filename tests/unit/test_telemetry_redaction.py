@@ -9,8 +9,8 @@ import re
 import grpc
 from opentelemetry import trace
 
-from services.common.telemetry.files import encode_logs_json
-from services.common.telemetry.redaction import (
+from sagascope.common.telemetry.files import encode_logs_json
+from sagascope.common.telemetry.redaction import (
     _SENSITIVE_VALUE,
     _TRIGGERS,
     REDACTED,

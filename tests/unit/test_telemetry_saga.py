@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.trace import StatusCode
 
-from services.common.saga.observer import SagaRun
+from sagascope.common.saga.observer import SagaRun
 from tests.support.telemetry_testing import CapturedTelemetry, in_memory_telemetry
 
 
@@ -221,7 +221,7 @@ def test_an_interrupted_saga_is_an_error_without_a_finished_metric() -> None:
 
 
 def test_telemetry_off_keeps_saga_log_events_but_no_spans() -> None:
-    from services.common.telemetry import TelemetrySettings
+    from sagascope.common.telemetry import TelemetrySettings
 
     with in_memory_telemetry(settings=TelemetrySettings(enabled=False)) as captured:
         traceparent = run_compensated_saga(captured)

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from services.cli.logs_view import LogRow, logs_command, render_logs
-from services.cli.trace_view import SpanRow, render_tree, select_traces, trace_command
+from sagascope.cli.logs_view import LogRow, logs_command, render_logs
+from sagascope.cli.trace_view import SpanRow, render_tree, select_traces, trace_command
 
 T1, T2, T3 = "1" * 32, "2" * 32, "3" * 32
 MS = 1_000_000

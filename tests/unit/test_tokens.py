@@ -1,4 +1,4 @@
-"""Token issuing (identity) and verification (services.common.auth), without sockets."""
+"""Token issuing (identity) and verification (sagascope.common.auth), without sockets."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from services.common.auth import AuthSettings, JwksCache, TokenVerifier, bearer_token
-from services.common.errors import Unauthenticated
-from services.identity.keys import KeyRing, generate_key
-from services.identity.tokens import TokenIssuer
+from sagascope.common.auth import AuthSettings, JwksCache, TokenVerifier, bearer_token
+from sagascope.common.errors import Unauthenticated
+from sagascope.identity.keys import KeyRing, generate_key
+from sagascope.identity.tokens import TokenIssuer
 
 ISSUER, AUDIENCE = "sagascope-identity", "sagascope"
 
@@ -183,7 +183,7 @@ def test_key_ring_keeps_public_only_keys_for_verification(tmp_path: Path) -> Non
 
 
 def test_key_ring_generates_only_in_development(tmp_path: Path) -> None:
-    from services.common.config import ConfigError
+    from sagascope.common.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"IDENTITY_KEYS_DIR .* holds no"):
         KeyRing(tmp_path / "prod").reload()

@@ -1,0 +1,235 @@
+"""The ``sagascope`` command: run the stack, place orders, run the demo, follow a saga."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from sagascope.cli.launcher import LocalStack, Ports, grpc_serving
+
+STATE_DIR = Path(os.environ.get("SAGASCOPE_STATE_DIR", "var"))
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _describe(stack: LocalStack) -> str:
+    p = stack.ports
+    return "\n".join(
+        [
+            f"  identity  gRPC 127.0.0.1:{p.identity_grpc}  HTTP http://127.0.0.1:{p.identity_http}  "
+            f"metrics http://127.0.0.1:{p.identity_metrics}/metrics",
+            f"  order     gRPC 127.0.0.1:{p.order_grpc}  metrics http://127.0.0.1:{p.order_metrics}/metrics",
+            f"  payment   gRPC 127.0.0.1:{p.payment_grpc}  metrics http://127.0.0.1:{p.payment_metrics}/metrics",
+            f"  mongo     {_mongo_line(stack)}",
+            f"  logs      {stack.state_dir / 'logs'}",
+        ]
+    )
+
+
+def _mongo_line(stack: LocalStack) -> str:
+    if "mongo" not in stack.processes:
+        return os.environ.get("PAYMENT_MONGO_URL", "-")
+    return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
+
+
+def _stack(faults: bool) -> LocalStack:
+    # Locally, flush spans and logs every 0.5 s (the SDK default is 5 s) so `trace`/`logs` see them at once.
+    extra = {
+        "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        "OTEL_BLRP_SCHEDULE_DELAY": os.environ.get("OTEL_BLRP_SCHEDULE_DELAY", "500"),
+    }
+    if faults:
+        extra["SAGASCOPE_FAULTS_ENABLED"] = "true"
+    return LocalStack(
+        STATE_DIR, Ports.from_env(), extra_env=extra, mongo_url=os.environ.get("PAYMENT_MONGO_URL")
+    )
+
+
+async def _start(stack: LocalStack) -> bool:
+    """Start every process; on failure say why (the failing process's log tail) and stop the rest."""
+    try:
+        await stack.start()
+    except (RuntimeError, TimeoutError) as exc:
+        _print(f"start-up failed: {exc}")
+        await stack.stop()
+        return False
+    return True
+
+
+async def cmd_up(args: argparse.Namespace) -> int:
+    stack = _stack(args.faults)
+    _print("starting sagascope (embedded: SQLite + nx-27017) ...")
+    if not await _start(stack):
+        return 1
+    _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _print("stopping (draining in-flight calls) ...")
+    await stack.stop()
+    _print("stopped.")
+    return 0
+
+
+async def cmd_order(args: argparse.Namespace) -> int:
+    from sagascope.cli.client import OrderClient, login, order_request
+    from sagascope.common.money import format_money
+
+    token = await login(args.identity, args.user, args.password)
+    client = OrderClient(args.target, token)
+    try:
+        result = await client.create_order(
+            order_request(
+                args.customer or args.user,
+                args.key or f"cli-{uuid.uuid4().hex[:12]}",
+                amount_minor=args.price,
+                quantity=args.quantity,
+                sku=args.sku,
+                currency=args.currency,
+            ),
+            inject=tuple(args.fault or ()),
+        )
+    finally:
+        await client.close()
+    if result.order is None:
+        _print(f"CreateOrder failed: {result.code.name}: {result.message}")
+        _print(f"correlation id: {result.correlation_id}")
+        return 1
+    order = result.order
+    _print(f"order {order.id}: {result.status_name}  total {format_money(order.total_minor, order.currency)}")
+    if order.payment_id:
+        _print(f"payment: {order.payment_id}")
+    if order.failure_reason:
+        _print(f"reason: {order.failure_reason}")
+    _print(f"correlation id: {result.correlation_id}   ({result.elapsed_s * 1000:.0f} ms)")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from sagascope.cli.demo import render_table, run_scenarios
+
+    stack = _stack(faults=True)
+    started_here = False
+    if await grpc_serving(stack.order_target):
+        _print(
+            f"reusing the running stack at {stack.order_target} (it must run with SAGASCOPE_FAULTS_ENABLED=true)"
+        )
+    else:
+        _print("starting the stack (identity, payment on nx-27017, order on SQLite) ...")
+        if not await _start(stack):
+            return 1
+        started_here = True
+        _print(_describe(stack))
+    try:
+        _print("\nrunning the scenarios:")
+        outcomes = await run_scenarios(stack.order_target, stack.identity_target, _print)
+        _print("\n" + render_table(outcomes))
+        compensated = next((o for o in outcomes if o.scenario.startswith("confirm fails")), None)
+        if compensated and compensated.correlation_id and not args.no_trace:
+            await _show_saga(compensated.correlation_id)
+        failed = [o.scenario for o in outcomes if not o.ok]
+        _print(
+            "\n"
+            + (
+                f"unexpected outcomes: {', '.join(failed)}"
+                if failed
+                else "all 5 scenarios behaved as expected."
+            )
+        )
+        return 1 if failed else 0
+    finally:
+        if started_here:
+            _print("stopping the stack ...")
+            await stack.stop()
+
+
+async def _show_saga(correlation_id: str) -> None:
+    """The point of the project in one screen: the compensated order's trace and its logs."""
+    from sagascope.cli.logs_view import logs_command
+    from sagascope.cli.trace_view import trace_command
+
+    await asyncio.sleep(1.5)  # the batch processors flush every second
+    _print(f"\nthe trace of the compensated order (correlation id {correlation_id}):")
+    await asyncio.to_thread(trace_command, correlation_id)
+    _print(f"\nits logs, from every service (correlation id {correlation_id}):")
+    await asyncio.to_thread(logs_command, correlation_id)
+
+
+async def cmd_trace(args: argparse.Namespace) -> int:
+    from sagascope.cli.trace_view import trace_command
+
+    return await asyncio.to_thread(trace_command, args.id)
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    from sagascope.cli.logs_view import logs_command
+
+    return await asyncio.to_thread(logs_command, args.correlation_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sagascope", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the three services locally (SQLite + nx-27017); Ctrl-C stops them")
+    up.add_argument(
+        "--faults", action="store_true", help="enable fault injection (SAGASCOPE_FAULTS_ENABLED=true)"
+    )
+    up.set_defaults(run=cmd_up)
+
+    order = sub.add_parser(
+        "order", help="log in and place one order; prints the result and its correlation id"
+    )
+    order.add_argument("--target", default=f"127.0.0.1:{Ports.from_env().order_grpc}")
+    order.add_argument("--identity", default=f"127.0.0.1:{Ports.from_env().identity_grpc}")
+    order.add_argument("--user", default="alice")
+    order.add_argument("--password", default="alice-dev-password")
+    order.add_argument("--customer", help="customer id (default: the user)")
+    order.add_argument("--sku", default="SKU-DEMO-1")
+    order.add_argument("--quantity", type=int, default=1)
+    order.add_argument("--price", type=int, default=4999, help="unit price in minor units (4999 = 49.99)")
+    order.add_argument("--currency", default="EUR")
+    order.add_argument("--key", help="idempotency key (default: a new one)")
+    order.add_argument(
+        "--fault", action="append", help="ask for a fault: confirm_failure, payment_decline, ..."
+    )
+    order.set_defaults(run=cmd_order)
+
+    demo = sub.add_parser("demo", help="start (or reuse) the stack and run the five saga scenarios")
+    demo.add_argument("--no-trace", action="store_true", help="skip the trace and log view at the end")
+    demo.set_defaults(run=cmd_demo)
+
+    trace = sub.add_parser(
+        "trace", help="print a saga's trace tree (Jaeger if JAEGER_URL is set, else local files)"
+    )
+    trace.add_argument("id", help="order id or correlation id")
+    trace.set_defaults(run=cmd_trace)
+
+    logs = sub.add_parser(
+        "logs", help="print a saga's logs (Elasticsearch if ELASTICSEARCH_URL is set, else files)"
+    )
+    logs.add_argument("correlation_id")
+    logs.set_defaults(run=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Fault injection, off unless enabled — modelled on the opentelemetry-demo feature flags.
+
+Faults are switched on per rate (``SAGASCOPE_FAULTS="confirm_failure=0.1,payment_decline=0.05"``)
+or per request with the ``x-sagascope-fault`` metadata header (comma-separated
+fault names). Both are honoured only when ``SAGASCOPE_FAULTS_ENABLED=true``.
+The order service forwards the header to payment, so one request can ask for a
+fault anywhere in the saga.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import grpc
+
+from sagascope.common.config import ConfigError, env_bool, env_int, env_str
+from sagascope.common.interceptors import UnaryBehavior, metadata_value, wrap_unary
+
+HEADER = "x-sagascope-fault"
+log = logging.getLogger(__name__)
+
+
+class Fault(StrEnum):
+    PAYMENT_DECLINE = "payment_decline"  # payment answers DECLINED
+    PAYMENT_LATENCY = "payment_latency"  # payment sleeps SAGASCOPE_FAULT_LATENCY_MS first
+    PAYMENT_UNREACHABLE = "payment_unreachable"  # order's payment client fails as if the host were down
+    CONFIRM_FAILURE = "confirm_failure"  # order's final confirm step fails -> refund
+    CONFIRM_LATENCY = "confirm_latency"  # order's confirm step sleeps SAGASCOPE_FAULT_LATENCY_MS first
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    enabled: bool = False
+    rates: Mapping[Fault, float] = field(default_factory=dict)
+    latency_ms: int = 1500
+
+    @classmethod
+    def from_env(cls) -> FaultSettings:
+        return cls(
+            enabled=env_bool("SAGASCOPE_FAULTS_ENABLED", False),
+            rates=parse_rates(env_str("SAGASCOPE_FAULTS", "")),
+            latency_ms=env_int("SAGASCOPE_FAULT_LATENCY_MS", 1500),
+        )
+
+
+def parse_rates(spec: str) -> dict[Fault, float]:
+    rates: dict[Fault, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            fault = Fault(name.strip())
+            rate = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"SAGASCOPE_FAULTS: {part!r} is not <fault>=<rate>; faults are "
+                + ", ".join(f.value for f in Fault)
+            ) from None
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"SAGASCOPE_FAULTS: rate for {fault} must be within 0..1, got {rate}")
+        rates[fault] = rate
+    return rates
+
+
+def parse_requested(header: str | None) -> frozenset[Fault]:
+    faults = set()
+    for name in filter(None, (p.strip() for p in (header or "").split(","))):
+        try:
+            faults.add(Fault(name))
+        except ValueError:
+            log.warning("ignoring unknown fault %r in %s", name[:40], HEADER)
+    return frozenset(faults)
+
+
+_requested: ContextVar[frozenset[Fault]] = ContextVar("requested_faults", default=frozenset())
+
+
+class FaultInjector:
+    """Answers "inject this fault now?" for the current request."""
+
+    def __init__(self, settings: FaultSettings, draw: Callable[[], float] = random.random) -> None:
+        self.settings = settings
+        self._draw = draw
+
+    def should(self, fault: Fault) -> bool:
+        if not self.settings.enabled:
+            return False
+        if fault in _requested.get():
+            return True
+        rate = self.settings.rates.get(fault, 0.0)
+        return rate > 0.0 and self._draw() < rate
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.settings.latency_ms / 1000.0
+
+    def outgoing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Forward the faults this request asked for to the next service."""
+        requested = _requested.get()
+        if not self.settings.enabled or not requested:
+            return ()
+        return ((HEADER, ",".join(sorted(requested))),)
+
+
+class FaultHeaderInterceptor(grpc.aio.ServerInterceptor):
+    """Reads ``x-sagascope-fault`` into the request context (ignored unless enabled)."""
+
+    def __init__(self, settings: FaultSettings) -> None:
+        self.settings = settings
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        if not self.settings.enabled:
+            return handler
+        requested = parse_requested(metadata_value(handler_call_details.invocation_metadata, HEADER))
+        if not requested:
+            return handler
+
+        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
+            async def with_faults(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+                token = _requested.set(requested)
+                try:
+                    return await behavior(request, context)
+                finally:
+                    _requested.reset(token)
+
+            return with_faults
+
+        return wrap_unary(handler, wrap)

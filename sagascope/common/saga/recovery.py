@@ -1,0 +1,61 @@
+"""Recovery: on start-up and periodically, resume every unfinished saga nobody holds.
+
+A saga becomes due when its lease expired (its orchestrator crashed or hung)
+or, for a parked FAILED saga, when its retry time came. Claiming is a
+compare-and-set on the lease, so several replicas can run this loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sagascope.common.saga.executor import SagaExecutor
+from sagascope.common.saga.store import LeaseLost
+
+log = logging.getLogger(__name__)
+
+
+class RecoveryWorker:
+    def __init__(self, executor: SagaExecutor[Any], interval_seconds: float, batch_size: int = 20) -> None:
+        self.executor = executor
+        self.interval_seconds = interval_seconds
+        self.batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        """Resume every due saga once; returns how many were resumed."""
+        records = await self.executor.store.claim_due(self.batch_size)
+        for record in records:
+            try:
+                await self.executor.resume(record)
+            except LeaseLost:
+                pass
+            except Exception:
+                # One broken saga must not stop the others; it stays due and is retried.
+                log.exception("saga %s: recovery attempt failed", record.id)
+        return len(records)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                while await self.run_once() >= self.batch_size:
+                    pass  # a backlog: keep draining before sleeping
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recovery pass failed; retrying in %.1fs", self.interval_seconds)
+            await asyncio.sleep(self.interval_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="saga-recovery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

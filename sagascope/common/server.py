@@ -1,0 +1,154 @@
+"""gRPC server bootstrap shared by every service.
+
+Health (``grpc.health.v1``: NOT_SERVING while starting and while draining),
+server reflection, the error-mapping interceptor, a max message size, and a
+graceful stop that drains in-flight calls on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sagascope.common import correlation
+from sagascope.common.errors import ServiceError
+from sagascope.common.interceptors import UnaryBehavior, wrap_unary
+
+if TYPE_CHECKING:
+    from sagascope.common.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GrpcServerConfig:
+    host: str
+    port: int
+    max_message_bytes: int = 1024 * 1024
+    grace_seconds: float = 10.0
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns :class:`ServiceError` into its status; anything else into a generic INTERNAL."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+
+        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
+            async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+                try:
+                    return await behavior(request, context)
+                except ServiceError as exc:
+                    await context.abort(exc.code, exc.message)
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    # The details stay in our log; the caller gets the id to quote.
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(
+                        grpc.StatusCode.INTERNAL,
+                        f"internal error; quote correlation id {correlation.current() or '-'}",
+                    )
+
+            return mapped
+
+        return wrap_unary(handler, wrap)
+
+
+class GrpcServer:
+    """One ``grpc.aio.Server`` with health, reflection and the platform interceptors."""
+
+    def __init__(
+        self,
+        config: GrpcServerConfig,
+        service_names: Sequence[str],
+        register: Callable[[grpc.aio.Server], None],
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.config = config
+        self.service_names = list(service_names)
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        # Outermost first: the correlation id is known before telemetry starts the server span,
+        # and domain errors are mapped to statuses before telemetry and auth see the outcome.
+        chain = [correlation.CorrelationInterceptor(), *interceptors, ErrorMappingInterceptor()]
+        self.server = grpc.aio.server(interceptors=chain, options=options)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        register(self.server)
+        reflection.enable_server_reflection(
+            [
+                *self.service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and start; health stays NOT_SERVING until :meth:`set_serving`."""
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.config.host}:{self.config.port}"
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not bind gRPC server to {address}")
+        await self.server.start()
+        return self.port
+
+    async def set_serving(self) -> None:
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING first so balancers stop sending, then drain in-flight calls."""
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(self.config.grace_seconds)
+
+    async def _set_all(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on SIGTERM or SIGINT (the handlers are removed again afterwards)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+class ServiceApp(Protocol):
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_until_stopped(app: ServiceApp, telemetry: Telemetry, metrics_port: int) -> None:
+    """The process life of a service: start, serve /metrics, wait for SIGTERM/SIGINT, drain,
+    and flush telemetry last so the drain's own spans and logs are exported too."""
+    try:
+        await app.start()
+        telemetry.start_metrics_server(metrics_port)
+        await wait_for_stop_signal()
+        log.info("stop signal received; draining")
+        await app.stop()
+    finally:
+        telemetry.shutdown()

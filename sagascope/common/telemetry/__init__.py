@@ -1,0 +1,199 @@
+"""One setup call gives a service all of its telemetry.
+
+``init_telemetry(service_name)`` configures JSON logging to stdout, traces and
+logs over OTLP (or to OTLP-JSON files under ``var/telemetry/`` when no endpoint
+is set), and Prometheus instruments, and returns a :class:`Telemetry` whose
+interceptors, saga observer and resilience sink the service wires in.
+
+``SAGASCOPE_TELEMETRY=off`` keeps the JSON logs and the saga log events but
+makes spans no-ops, stops metric updates and OTLP/file export (the benchmark's
+"off" side).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from sagascope.common.saga.observer import SagaObserver
+from sagascope.common.telemetry.grpc_interceptors import ClientTelemetryInterceptor, ServerTelemetryInterceptor
+from sagascope.common.telemetry.logs import init_logging
+from sagascope.common.telemetry.metrics import Metrics, MetricsServer, create_metrics
+from sagascope.common.telemetry.resilience_events import TelemetryResilienceEvents
+from sagascope.common.telemetry.saga import TelemetrySagaObserver
+from sagascope.common.telemetry.settings import TelemetrySettings
+from sagascope.common.telemetry.sql_spans import SqlStatementSpans
+from sagascope.common.telemetry.tracing import (
+    build_resource,
+    default_log_exporter,
+    default_span_exporter,
+    init_logger_provider,
+    init_tracer_provider,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = [
+    "ResilienceEvents",
+    "Telemetry",
+    "TelemetrySettings",
+    "init_telemetry",
+]
+
+ResilienceEvents = TelemetryResilienceEvents
+"""``.retry(target, code, attempt, delay_s)``, ``.timeout(target)``, ``.breaker_state(target, state)``."""
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Telemetry:
+    service_name: str
+    saga_observer: SagaObserver
+    settings: TelemetrySettings = field(default_factory=TelemetrySettings)
+    tracer_provider: TracerProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    metrics: Metrics = field(default_factory=create_metrics)
+    _events: TelemetryResilienceEvents | None = None
+    _metrics_server: MetricsServer | None = None
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """The server span with correlation_id on it, the server RED metrics and the access log.
+
+        Telemetry off keeps the access log line (JSON logs stay, as everywhere else)."""
+        if not self.enabled or self.tracer_provider is None:
+            return [ServerTelemetryInterceptor(None, None)]
+        return [ServerTelemetryInterceptor(self.metrics.server, self.tracer_provider.get_tracer("sagascope.grpc"))]
+
+    def instrument_aiohttp_server(self) -> None:
+        """One SERVER span per HTTP request of aiohttp apps created after this call (method,
+        route, status — never the body, so a login's password and token stay out)."""
+        if not self.enabled:
+            return
+        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+
+        self._instrument_once(AioHttpServerInstrumentor())
+
+    def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """Correlation id into baggage and metadata, the client span, the client RED metrics."""
+        if not self.enabled or self.tracer_provider is None:
+            return [ClientTelemetryInterceptor()]
+        return [ClientTelemetryInterceptor(self.metrics.client, self.tracer_provider.get_tracer("sagascope.grpc"))]
+
+    def resilience_events(self) -> TelemetryResilienceEvents:
+        if self._events is None:
+            self._events = TelemetryResilienceEvents(self.metrics.resilience if self.enabled else None)
+        return self._events
+
+    def instrument_sqlalchemy(self, engine: AsyncEngine) -> None:
+        """One CLIENT span per SQL statement on ``engine`` (sql_spans.py)."""
+        if not self.enabled or self.tracer_provider is None:
+            return
+        spans = SqlStatementSpans(engine.sync_engine, self.tracer_provider.get_tracer("sagascope.sql"))
+        self._undo.append(spans.remove)
+
+    def instrument_pymongo(self) -> None:
+        if not self.enabled:
+            return
+        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+        self._instrument_once(PymongoInstrumentor())
+
+    def _instrument_once(self, instrumentor: Any) -> None:
+        """A contrib instrumentor patches process-wide: only the first Telemetry in a process does it
+        (and undoes it on shutdown)."""
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=self.tracer_provider)
+            self._undo.append(instrumentor.uninstrument)
+
+    def start_metrics_server(self, port: int, host: str | None = None) -> None:
+        """prometheus_client's HTTP server on ``host`` (SAGASCOPE_METRICS_HOST, 127.0.0.1); port 0 = off."""
+        if port == 0 or self._metrics_server is not None:
+            return
+        self._metrics_server = MetricsServer(self.metrics.registry, host or self.settings.metrics_host, port)
+        log.info(
+            "metrics on http://%s:%d/metrics", host or self.settings.metrics_host, self._metrics_server.port
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_server.port if self._metrics_server else None
+
+    def force_flush(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush()
+
+    def shutdown(self) -> None:
+        """Flush spans and logs, stop the metrics server. Safe to call twice."""
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.logger_provider is not None:
+            # Records logged after this go to stdout only.
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if getattr(h, "provider", None) is self.logger_provider]:
+                root.removeHandler(handler)
+            self.logger_provider.shutdown()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+
+
+def init_telemetry(
+    service_name: str,
+    service_version: str = "0.1.0",
+    *,
+    settings: TelemetrySettings | None = None,
+    span_exporter: SpanExporter | None = None,
+    log_exporter: LogRecordExporter | None = None,
+    stream: TextIO | None = None,
+) -> Telemetry:
+    """Configure logging, traces, OTLP/file export and metrics for one service process.
+
+    ``span_exporter`` / ``log_exporter`` replace the configured exporters and export
+    synchronously (tests and tools); ``stream`` replaces stdout for the JSON lines.
+    """
+    settings = settings or TelemetrySettings.from_env()
+    resource = build_resource(service_name, service_version, settings.environment)
+    name = str(resource.attributes.get("service.name", service_name))
+    metrics = create_metrics()
+    if not settings.enabled:
+        init_logging(name, settings.log_level, None, stream)
+        tracer = trace.NoOpTracerProvider().get_tracer(__name__)
+        return Telemetry(name, TelemetrySagaObserver(tracer, None), settings, metrics=metrics)
+
+    injected = span_exporter is not None or log_exporter is not None
+    tracer_provider = init_tracer_provider(
+        resource, span_exporter if injected else default_span_exporter(settings, name), batch=not injected
+    )
+    logger_provider = init_logger_provider(
+        resource, log_exporter if injected else default_log_exporter(settings, name), batch=not injected
+    )
+    init_logging(
+        name, settings.log_level, logger_provider, stream, sampled_only=settings.log_export == "sampled"
+    )
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # The first provider in the process becomes the global one (for libraries that ask for it).
+        trace.set_tracer_provider(tracer_provider)
+    observer = TelemetrySagaObserver(tracer_provider.get_tracer("sagascope.saga"), metrics.saga)
+    return Telemetry(name, observer, settings, tracer_provider, logger_provider, metrics)

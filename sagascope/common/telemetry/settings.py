@@ -1,0 +1,84 @@
+"""Telemetry settings, read once from the environment in :func:`init_telemetry`.
+
+Only the choices sagascope makes itself live here. Everything the OpenTelemetry
+SDK already reads (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_SAMPLER``, ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_*`` ...) is
+left to the SDK, so those variables behave exactly as documented upstream.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_str
+
+TELEMETRY_SWITCH = "SAGASCOPE_TELEMETRY"
+TELEMETRY_DIR = "SAGASCOPE_TELEMETRY_DIR"
+LOG_LEVEL = "SAGASCOPE_LOG_LEVEL"
+METRICS_HOST = "SAGASCOPE_METRICS_HOST"
+LOG_EXPORT = "SAGASCOPE_LOG_EXPORT"
+_LOG_EXPORT_CHOICES = ("all", "sampled")
+
+_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    # False (SAGASCOPE_TELEMETRY=off): no spans, no metric updates, no OTLP export; JSON logs stay.
+    enabled: bool = True
+    # Where the OTLP-JSON files go when no OTLP endpoint is set (one folder per service below it).
+    directory: Path = Path("var/telemetry")
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    environment: str = "development"
+    # None: no OTLP endpoint configured for that signal, so it goes to the files.
+    traces_protocol: str | None = None
+    logs_protocol: str | None = None
+    # "sampled": a record logged inside a trace the sampler dropped is not exported (OTLP/files);
+    # its JSON line is written as always. "all" (default): every record is exported.
+    log_export: str = "all"
+
+    @classmethod
+    def from_env(cls) -> TelemetrySettings:
+        enabled = env_bool(TELEMETRY_SWITCH, True) and not env_bool("OTEL_SDK_DISABLED", False)
+        level = env_str(LOG_LEVEL, "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"{LOG_LEVEL} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        log_export = env_str(LOG_EXPORT, "all").strip().lower()
+        if log_export not in _LOG_EXPORT_CHOICES:
+            raise ConfigError(f"{LOG_EXPORT} must be one of {_LOG_EXPORT_CHOICES}, got {log_export!r}")
+        return cls(
+            enabled=enabled,
+            directory=Path(env_str(TELEMETRY_DIR, "var/telemetry")),
+            log_level=level,
+            metrics_host=env_str(METRICS_HOST, "127.0.0.1"),
+            environment=deployment_environment(),
+            traces_protocol=_otlp_protocol("TRACES"),
+            logs_protocol=_otlp_protocol("LOGS"),
+            log_export=log_export,
+        )
+
+
+def _otlp_protocol(signal: str) -> str | None:
+    """The OTLP protocol for ``signal`` when an endpoint is configured for it, else None.
+
+    Follows the specification's precedence: the per-signal variable wins over the generic one.
+    ``OTEL_<SIGNAL>_EXPORTER=none`` turns the signal's export off (no files either).
+    """
+    exporter = os.environ.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower()
+    if exporter == "none":
+        return "none"
+    endpoint = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint:
+        return None
+    name = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
+    protocol = (os.environ.get(name) or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip()
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(
+            f"{name} / OTEL_EXPORTER_OTLP_PROTOCOL must be one of {_PROTOCOLS}, got {protocol!r}"
+        )
+    return protocol

@@ -1,0 +1,88 @@
+"""Identity service settings, read once from the environment by :meth:`IdentitySettings.from_env`.
+
+| variable | default | meaning |
+|---|---|---|
+| `IDENTITY_HOST` | `127.0.0.1` | listen address of the gRPC and HTTP servers |
+| `IDENTITY_GRPC_PORT` | `50051` | gRPC: IdentityService, health, reflection |
+| `IDENTITY_HTTP_PORT` | `8081` | HTTP: `/auth/login`, `/.well-known/jwks.json`, `/healthz` |
+| `IDENTITY_METRICS_PORT` | `9101` | Prometheus `/metrics` |
+| `IDENTITY_USERS_FILE` | packaged `demo_users.json` | users, scrypt hashes and roles (1) |
+| `IDENTITY_KEYS_DIR` | `var/identity/keys` | RSA keys, one `<kid>.pem` each (2) |
+| `IDENTITY_SIGNING_KID` | kid that sorts last | the key that signs new tokens (3) |
+| `IDENTITY_ISSUER` | `sagascope-identity` | the `iss` claim |
+| `IDENTITY_AUDIENCE` | `sagascope` | the `aud` claim |
+| `IDENTITY_TOKEN_TTL_SECONDS` | `900` | access token lifetime, 60..86400 |
+
+1. The packaged demo file (``sagascope/identity/demo_users.json``) holds published
+   passwords and is refused outside development.
+2. Relative to the working directory. Every key in it is published in the
+   JWKS. In development an empty directory gets a generated ``dev-*`` key;
+   generated keys are refused outside development.
+3. The other keys keep verifying while they rotate out; SIGHUP reloads the directory.
+
+``SAGASCOPE_ENV`` (:func:`sagascope.common.config.deployment_environment`) is
+``development`` by default; any other value refuses the development secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagascope.common.config import ConfigError, deployment_environment, env_int, env_str
+
+DEMO_USERS_FILE = Path(__file__).with_name("demo_users.json")
+DEVELOPMENT = "development"
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8081
+    metrics_port: int = 9101
+    users_file: Path = DEMO_USERS_FILE
+    keys_dir: Path = Path("var/identity/keys")
+    signing_kid: str | None = None
+    issuer: str = "sagascope-identity"
+    audience: str = "sagascope"
+    token_ttl_seconds: int = 900
+    environment: str = DEVELOPMENT
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == DEVELOPMENT
+
+    @classmethod
+    def from_env(cls) -> IdentitySettings:
+        settings = cls(
+            host=env_str("IDENTITY_HOST", "127.0.0.1"),
+            grpc_port=_port("IDENTITY_GRPC_PORT", 50051),
+            http_port=_port("IDENTITY_HTTP_PORT", 8081),
+            metrics_port=_port("IDENTITY_METRICS_PORT", 9101),
+            users_file=Path(env_str("IDENTITY_USERS_FILE", str(DEMO_USERS_FILE))),
+            keys_dir=Path(env_str("IDENTITY_KEYS_DIR", "var/identity/keys")).absolute(),
+            signing_kid=env_str("IDENTITY_SIGNING_KID", "") or None,
+            issuer=env_str("IDENTITY_ISSUER", "sagascope-identity"),
+            audience=env_str("IDENTITY_AUDIENCE", "sagascope"),
+            token_ttl_seconds=env_int("IDENTITY_TOKEN_TTL_SECONDS", 900),
+            environment=deployment_environment(),
+        )
+        if not 60 <= settings.token_ttl_seconds <= 86400:
+            raise ConfigError(
+                f"IDENTITY_TOKEN_TTL_SECONDS must be between 60 and 86400, got {settings.token_ttl_seconds}"
+            )
+        if not settings.is_development and settings.users_file.resolve() == DEMO_USERS_FILE.resolve():
+            raise ConfigError(
+                f"IDENTITY_USERS_FILE must be set outside development "
+                f"(SAGASCOPE_ENV={settings.environment}): "
+                "the packaged demo users file holds published passwords"
+            )
+        return settings
+
+
+def _port(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (0-65535), got {value}")
+    return value

@@ -1,0 +1,111 @@
+"""Order service bootstrap: database + migrations, payment participant, saga executor, recovery.
+
+:class:`OrderApp` is the service without a process around it (tests run it
+in-process); :func:`serve` adds signals and the metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from sagascope.api.orders.v1 import orders_pb2_grpc
+from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
+from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector
+from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
+from sagascope.common.saga.executor import SagaExecutor
+from sagascope.common.saga.recovery import RecoveryWorker
+from sagascope.common.saga.store import SagaStore
+from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
+from sagascope.common.telemetry import Telemetry, init_telemetry
+from sagascope.order.database import create_engine, migrate
+from sagascope.order.orders import OrderBook
+from sagascope.order.payment_client import PaymentParticipant
+from sagascope.order.repository import OrderReader
+from sagascope.order.saga import OrderSagaSteps, create_order_saga
+from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
+from sagascope.order.settings import OrderSettings
+
+log = logging.getLogger(__name__)
+
+
+class OrderApp:
+    def __init__(self, settings: OrderSettings, telemetry: Telemetry | None = None) -> None:
+        self.settings = settings
+        self.telemetry = telemetry or init_telemetry("order-service")
+        self.engine = create_engine(settings.database_url, settings.pool_size)
+        self.telemetry.instrument_sqlalchemy(self.engine)
+        sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.faults = FaultInjector(settings.faults)
+        self._payment_channel = grpc.aio.insecure_channel(
+            settings.payment_target, interceptors=self.telemetry.client_interceptors()
+        )
+        self.payments = PaymentParticipant(
+            self._payment_channel,
+            Downstream(
+                "payment-service",
+                RetryPolicy(
+                    attempt_timeout_s=settings.payment_timeout_s, max_attempts=settings.payment_max_attempts
+                ),
+                BreakerPolicy(fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_s),
+                self.telemetry.resilience_events(),
+            ),
+            ServiceTokenSource(
+                settings.identity_target, settings.service_username, settings.service_password
+            ),
+            self.faults,
+        )
+        self.store = SagaStore(sessions, settings.instance_id, settings.lease_seconds)
+        self.executor = SagaExecutor(
+            create_order_saga(OrderSagaSteps(self.payments, self.faults)),
+            self.store,
+            self.telemetry.saga_observer,
+        )
+        self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
+        book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
+
+        def register(server: grpc.aio.Server) -> None:
+            orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(book), server)
+
+        self._grpc = GrpcServer(
+            GrpcServerConfig(host=settings.host, port=settings.grpc_port),
+            [SERVICE_NAME],
+            register,
+            interceptors=[
+                *self.telemetry.server_interceptors(),
+                AuthInterceptor(TokenVerifier(settings.auth), METHOD_ROLES),
+                FaultHeaderInterceptor(self.faults.settings),
+            ],
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen (NOT_SERVING), migrate, resume unfinished sagas in the background, then SERVING."""
+        self.port = await self._grpc.start()
+        try:
+            if self.settings.migrate:
+                await migrate(self.settings.database_url)
+        except BaseException:
+            await self.stop()
+            raise
+        self.recovery.start()
+        await self._grpc.set_serving()
+        log.info("order service listening on %s:%d", self.settings.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """NOT_SERVING, drain in-flight calls (their sagas finish), stop recovery, close pools."""
+        try:
+            await self._grpc.stop()
+            await self.recovery.stop()
+        finally:
+            await self._payment_channel.close()
+            await self.engine.dispose()
+
+
+async def serve(settings: OrderSettings) -> None:
+    telemetry = init_telemetry("order-service")
+    app = OrderApp(settings, telemetry)
+    await run_until_stopped(app, telemetry, settings.metrics_port)

@@ -1,0 +1,62 @@
+"""``make test``: lint, types, then the unit, integration and contract tiers.
+
+Each tier runs as its own pytest call so the summary says which tier did what.
+pytest's exit code 5 ("no tests collected") counts as a failure: a tier that
+silently ran nothing must not pass. A tier that cannot run says why (pytest
+prints the skip reasons with -rs).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+NO_TESTS_COLLECTED = 5
+# One set for ruff and mypy (mypy's `files` in pyproject.toml names the same paths), so
+# `make lint` and `make test` check the same code.
+LINT_PATHS = ["sagascope", "tools", "tests", "benchmarks", "dashboards", "observability/elk"]
+
+
+def step(name: str, command: list[str]) -> tuple[str, int, float]:
+    print(f"\n=== {name}: {' '.join(command)}", flush=True)
+    started = time.monotonic()
+    code = subprocess.call(command, cwd=REPO)
+    if code == NO_TESTS_COLLECTED:
+        print(f"=== {name}: pytest collected no tests — treated as a failure", flush=True)
+    return name, code, time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every tier, or only those named (``lint``, ``types``, ``unit``, ...)."""
+    only = set(sys.argv[1:] if argv is None else argv)
+    pytest = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"]
+    tiers = [
+        ("lint", [str(BIN / "ruff"), "check", *LINT_PATHS]),
+        ("types", [str(BIN / "mypy")]),
+        ("unit", [*pytest, "tests/unit"]),
+        ("integration", [*pytest, "tests/integration"]),
+    ]
+    if (REPO / "tests" / "contract").is_dir() and os.environ.get("SAGASCOPE_SKIP_CONTRACTS") != "1":
+        tiers.append(("contract", [*pytest, "tests/contract"]))
+    unknown = only - {name for name, _ in tiers}
+    if unknown:
+        print(f"unknown tier(s): {', '.join(sorted(unknown))}; known: {', '.join(name for name, _ in tiers)}")
+        return 2
+    results = [step(name, command) for name, command in tiers if not only or name in only]
+    print("\n=== summary")
+    for name, code, seconds in results:
+        verdict = (
+            "passed" if code == 0 else ("NO TESTS" if code == NO_TESTS_COLLECTED else f"FAILED ({code})")
+        )
+        print(f"  {name:<14} {verdict:<12} {seconds:6.1f}s")
+    return 0 if all(code == 0 for _, code, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
