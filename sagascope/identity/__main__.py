@@ -1,22 +1,14 @@
-"""``python -m sagascope.identity``: read settings from the environment and serve."""
+"""``python -m sagascope.identity``: read the settings, run the identity service until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import sys
-
-from sagascope.common.config import ConfigError
-from sagascope.common.runtime import run
+from sagascope.common.entrypoint import service_main
 from sagascope.identity.server import serve
 from sagascope.identity.settings import IdentitySettings
 
 
 def main() -> None:
-    try:
-        settings = IdentitySettings.from_env()
-        run(serve(settings))
-    except ConfigError as exc:
-        print(f"identity-service: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    service_main("identity-service", IdentitySettings, serve)
 
 
 if __name__ == "__main__":

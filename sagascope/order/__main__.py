@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from sagascope.common.config import ConfigError
-from sagascope.common.runtime import run
+from sagascope.common.entrypoint import service_main
 from sagascope.order.server import serve
 from sagascope.order.settings import OrderSettings
 
 
 def main() -> None:
-    try:
-        settings = OrderSettings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"order-service: configuration error: {exc}") from None
-    run(serve(settings))
+    service_main("order-service", OrderSettings, serve)
 
 
 if __name__ == "__main__":
