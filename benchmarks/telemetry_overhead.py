@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sagascope.cli.client import OrderClient, login, order_request
-from sagascope.cli.launcher import LocalStack, Ports
+from sagascope.local.services import LocalStack, Ports
 
 USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (sagascope/identity/demo_users.json)
 DEFAULT_REPORT = Path(__file__).with_name("telemetry_overhead_report.md")
