@@ -12,7 +12,7 @@ one channel) after a warm-up, and records p50/p95 latency, throughput and the CP
 every process spent per request. The three stacks take turns for ``--rounds``
 rounds and each phase is reported by its median run: this shared machine swings
 by up to a quarter between identical runs, CPU per request much less. The
-services run as local processes (sagascope.cli.launcher.LocalStack) on free
+services run as local processes (sagascope.local.services.LocalStack) on free
 loopback ports, orders on a throwaway PostgreSQL cluster (tests/support/postgres.py),
 payments on nx-27017. Telemetry "on" means the default local set-up: no
 OTEL_EXPORTER_OTLP_ENDPOINT, so spans and logs go to OTLP-JSON files under the
@@ -48,7 +48,7 @@ import psutil
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
 from sagascope.cli.client import OrderClient, login, order_request
-from sagascope.cli.launcher import LocalStack, Ports
+from sagascope.local.services import LocalStack, Ports
 from tests.support import postgres
 
 ROOT = Path(__file__).resolve().parents[1]

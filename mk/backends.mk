@@ -9,7 +9,7 @@ export SAGASCOPE_CACHE
 OTELCOL_CONFIG := observability/otel-collector/otelcol-config.yml
 PROM_DIR := observability/prometheus
 
-.PHONY: backends stack-backends-up stack-backends-down stack-backends-status \
+.PHONY: backends stack-backends \
         promtool-test collector-validate compose-validate
 
 backends: ## install/build Prometheus, Jaeger v2, the Collector (ocb), Elasticsearch (cached)
@@ -21,23 +21,17 @@ backends: ## install/build Prometheus, Jaeger v2, the Collector (ocb), Elasticse
 	bash $(BACKENDS)/install_elasticsearch.sh && \
 	echo "[backends] ready in $$(( $$(date +%s) - start ))s (cache: $(SAGASCOPE_CACHE))"
 
-stack-backends-up: backends ## start Collector, Jaeger, Elasticsearch, Prometheus as local processes
-	bash $(BACKENDS)/stack.sh start
-
-stack-backends-down: ## stop the local backends
-	bash $(BACKENDS)/stack.sh stop
-
-stack-backends-status: ## where each local backend listens, and whether it runs
-	bash $(BACKENDS)/stack.sh status
+stack-backends: $(STAMP) backends ## only the Collector, Jaeger, Elasticsearch, Prometheus as local processes (Ctrl-C stops them)
+	$(VENV)/bin/sagascope stack --backends-only
 
 promtool-test: ## promtool: check config, check rules, unit-test the alert rules
 	promtool check config $(PROM_DIR)/prometheus.yml
 	promtool check rules $(PROM_DIR)/*rules*.yml
 	promtool test rules $(PROM_DIR)/tests/*.test.yml
 
-collector-validate: ## the locally built collector accepts the collector config
+collector-validate: $(STAMP) ## the locally built collector accepts the collector config
 	@bash $(BACKENDS)/build_collector.sh
-	bash $(BACKENDS)/collector_validate.sh
+	PYTHON=$(PY) bash $(BACKENDS)/collector_validate.sh
 
 compose-validate: ## docker-compose.yaml against the compose-spec JSON schema
 	@bash $(BACKENDS)/install_tools.sh

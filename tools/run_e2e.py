@@ -1,9 +1,9 @@
 """``make e2e``: the real backends, the services pointed at them, the demo, a short load, then
 tests/e2e asserts against Jaeger's, Elasticsearch's and Prometheus's own APIs.
 
-The backends run from the same config files as docker compose (scripts/backends/stack.sh);
-the services export OTLP to the collector and are scraped by Prometheus on their default
-metrics ports. Everything started here is stopped again, also on failure.
+One supervisor (sagascope.local) runs it all: the backends from the same config files as
+docker compose, the services exporting OTLP to the collector and scraped by Prometheus on their
+default metrics ports. Everything started here is stopped again, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from sagascope.cli.client import OrderClient, login, order_request
 from sagascope.cli.demo import run_scenarios
-from sagascope.cli.launcher import LocalStack, Ports
+from sagascope.local.backends import BackendsNotInstalled, BackendStack
+from sagascope.local.services import LocalStack, Ports
+from sagascope.local.supervisor import Supervisor
+from sagascope.local.topology import COLLECTOR, service_telemetry_environment
 
 REPO = Path(__file__).resolve().parents[1]
-STACK_SH = REPO / "scripts" / "backends" / "stack.sh"
 LOAD_ORDERS = int(os.environ.get("E2E_LOAD_ORDERS", "120"))
 LOAD_CONCURRENCY = 8
 
@@ -56,18 +58,27 @@ async def short_load(stack: LocalStack) -> dict[str, int]:
 
 
 async def run() -> int:
-    state = REPO / "var" / "e2e"
+    telemetry_env = service_telemetry_environment()
     env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+        **telemetry_env,
         "OTEL_BSP_SCHEDULE_DELAY": "500",
         "OTEL_BLRP_SCHEDULE_DELAY": "500",
         "SAGASCOPE_FAULTS_ENABLED": "true",
         "SAGASCOPE_ENV": "development",
     }
-    stack = LocalStack(state, Ports(), extra_env=env, cwd=REPO)
-    say("starting the services (OTLP -> collector at 127.0.0.1:4317)")
-    await stack.start()
+    supervisor = Supervisor(REPO, say=lambda m: say(m))
+    ports = Ports()  # the documented defaults: what Prometheus's rendered config scrapes
     try:
+        backends = BackendStack(REPO / "var" / "stack", ports, repo=REPO, supervisor=supervisor)
+    except BackendsNotInstalled as exc:
+        say(str(exc))
+        return 1
+    stack = LocalStack(REPO / "var" / "e2e", ports, extra_env=env, cwd=REPO, supervisor=supervisor)
+    try:
+        say("starting the backends (make backends builds them once, then reuses the cache)")
+        await backends.start()
+        say(f"starting the services (OTLP -> collector at {COLLECTOR.otlp_grpc.address})")
+        await stack.start()
         # The load first: the demo's last scenario leaves the payment breaker open for a while.
         started = time.monotonic()
         counts = await short_load(stack)
@@ -86,28 +97,26 @@ async def run() -> int:
         await asyncio.sleep(12)
         test_env = {
             **os.environ,
+            **telemetry_env,
             "SAGASCOPE_E2E_REQUIRED": "1",
             "E2E_CORRELATION_ID": compensated.correlation_id,
             "E2E_ORDER_ID": compensated.order_id,
         }
         pytest = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/e2e"]
         return await asyncio.to_thread(subprocess.call, pytest, cwd=REPO, env=test_env)
+    except (RuntimeError, TimeoutError) as exc:  # a process that would not start, or died
+        say(f"failed: {exc}")
+        return 1
     finally:
-        say("stopping the services")
-        await stack.stop()
+        say("stopping the services, then the backends")
+        await supervisor.stop()
 
 
 def main() -> int:
-    say("starting the backends (make backends builds them once, then reuses the cache)")
-    if subprocess.call(["bash", str(STACK_SH), "start"], cwd=REPO) != 0:
-        say("the backends did not start; see var/stack/*.log")
-        subprocess.call(["bash", str(STACK_SH), "stop"], cwd=REPO)
-        return 1
     try:
         return asyncio.run(run())
-    finally:
-        if os.environ.get("E2E_KEEP_BACKENDS") != "1":
-            subprocess.call(["bash", str(STACK_SH), "stop"], cwd=REPO)
+    except KeyboardInterrupt:  # asyncio.run has cancelled run(), whose finally stopped everything
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Install sagascope's Elasticsearch templates and Kibana saved objects.
 
 Run by the compose `elk-setup` one-shot job and by `make stack`
-(scripts/backends/stack.sh). Idempotent: every object carries a fingerprint of
+(sagascope.local.backends). Idempotent: every object carries a fingerprint of
 its source file (Elasticsearch `_meta.sagascope_sha256`) or is compared with
 what Kibana holds, and is only written when it differs — a second run prints
 "unchanged" for everything and changes nothing.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
 
-from sagascope.cli.launcher import LocalStack, Ports, grpc_serving
+from sagascope.local.services import LocalStack, Ports
+from sagascope.local.supervisor import Supervisor, grpc_serving
 
 STATE_DIR = Path(os.environ.get("SAGASCOPE_STATE_DIR", "var"))
 
@@ -38,16 +40,23 @@ def _mongo_line(stack: LocalStack) -> str:
     return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
 
 
-def _stack(faults: bool) -> LocalStack:
+def _stack(
+    faults: bool, extra_env: dict[str, str] | None = None, supervisor: Supervisor | None = None
+) -> LocalStack:
     # Locally, flush spans and logs every 0.5 s (the SDK default is 5 s) so `trace`/`logs` see them at once.
     extra = {
         "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "500"),
         "OTEL_BLRP_SCHEDULE_DELAY": os.environ.get("OTEL_BLRP_SCHEDULE_DELAY", "500"),
+        **(extra_env or {}),
     }
     if faults:
         extra["SAGASCOPE_FAULTS_ENABLED"] = "true"
     return LocalStack(
-        STATE_DIR, Ports.from_env(), extra_env=extra, mongo_url=os.environ.get("PAYMENT_MONGO_URL")
+        STATE_DIR,
+        Ports.from_env(),
+        extra_env=extra,
+        mongo_url=os.environ.get("PAYMENT_MONGO_URL"),
+        supervisor=supervisor,
     )
 
 
@@ -68,15 +77,56 @@ async def cmd_up(args: argparse.Namespace) -> int:
     if not await _start(stack):
         return 1
     _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
+    await _until_signalled()
+    _print("stopping (draining in-flight calls) ...")
+    await stack.stop()
+    _print("stopped.")
+    return 0
+
+
+async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    _print("stopping (draining in-flight calls) ...")
-    await stack.stop()
+
+
+async def cmd_stack(args: argparse.Namespace) -> int:
+    """The real backends and the services pointed at them, under one supervisor."""
+    from sagascope.local.backends import BackendsNotInstalled, BackendStack
+    from sagascope.local.topology import service_telemetry_environment
+
+    supervisor = Supervisor(say=lambda m: _print(f"  {m}"))
+    try:
+        backends = BackendStack(STATE_DIR / "stack", Ports.from_env(), supervisor=supervisor)
+    except BackendsNotInstalled as exc:
+        _print(str(exc))
+        return 1
+    telemetry_env = service_telemetry_environment()
+    services = None if args.backends_only else _stack(args.faults, telemetry_env, supervisor)
+    try:
+        _print("starting the backends (Elasticsearch, Jaeger, the Collector, Prometheus) ...")
+        await backends.start()
+        if services is not None:
+            _print("starting the services (OTLP -> the collector) ...")
+            await services.start()
+    except (RuntimeError, TimeoutError) as exc:
+        _print(f"start-up failed: {exc}")
+        await supervisor.stop()
+        return 1
+    try:
+        lines = ["the backends are up:", backends.describe()]
+        if services is not None:
+            lines += ["the services are up:", _describe(services)]
+        lines.append("to follow a saga from another shell: " + " ".join(
+            f"{k}={telemetry_env[k]}" for k in ("JAEGER_URL", "ELASTICSEARCH_URL")
+        ) + " sagascope trace <id> | logs <correlation id>")
+        _print("\n".join(lines) + "\nCtrl-C stops everything.")
+        await _until_signalled()
+        _print("stopping ...")
+    finally:
+        await supervisor.stop()  # services first (reverse start order), then the backends
     _print("stopped.")
     return 0
 
@@ -204,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault", action="append", help="ask for a fault: confirm_failure, payment_decline, ..."
     )
     order.set_defaults(run=cmd_order)
+
+    stack = sub.add_parser(
+        "stack",
+        help="the real Collector, Jaeger, Elasticsearch, Prometheus (built by `make backends`) "
+        "and the three services reporting to them; Ctrl-C stops everything",
+    )
+    stack.add_argument("--faults", action="store_true", help="enable fault injection in the services")
+    stack.add_argument("--backends-only", action="store_true", help="start the backends, not the services")
+    stack.set_defaults(run=cmd_stack)
 
     demo = sub.add_parser("demo", help="start (or reuse) the stack and run the five saga scenarios")
     demo.add_argument("--no-trace", action="store_true", help="skip the trace and log view at the end")

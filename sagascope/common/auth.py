@@ -30,6 +30,7 @@ from sagascope.common import correlation
 from sagascope.common.config import env_str
 from sagascope.common.errors import ServiceError, Unauthenticated, Unavailable
 from sagascope.common.interceptors import metadata_value
+from sagascope.local.topology import default_jwks_url
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _LEEWAY_SECONDS = 30
 
 @dataclass(frozen=True)
 class AuthSettings:
-    jwks_url: str = "http://127.0.0.1:8081/.well-known/jwks.json"
+    jwks_url: str = default_jwks_url()
     issuer: str = "sagascope-identity"
     audience: str = "sagascope"
 

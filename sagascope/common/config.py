@@ -28,6 +28,14 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_port(name: str, default: int) -> int:
+    """A TCP port (0-65535; 0 lets the kernel choose, or turns an optional listener off)."""
+    value = env_int(name, default)
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (0-65535), got {value}")
+    return value
+
+
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":

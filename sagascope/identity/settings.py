@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagascope.common.config import ConfigError, deployment_environment, env_int, env_str
+from sagascope.local.topology import IDENTITY, IDENTITY_HTTP
 
 DEMO_USERS_FILE = Path(__file__).with_name("demo_users.json")
 DEVELOPMENT = "development"
@@ -38,9 +39,9 @@ DEVELOPMENT = "development"
 @dataclass(frozen=True)
 class IdentitySettings:
     host: str = "127.0.0.1"
-    grpc_port: int = 50051
-    http_port: int = 8081
-    metrics_port: int = 9101
+    grpc_port: int = IDENTITY.grpc.default
+    http_port: int = IDENTITY_HTTP.default
+    metrics_port: int = IDENTITY.metrics.default
     users_file: Path = DEMO_USERS_FILE
     keys_dir: Path = Path("var/identity/keys")
     signing_kid: str | None = None
@@ -57,9 +58,9 @@ class IdentitySettings:
     def from_env(cls) -> IdentitySettings:
         settings = cls(
             host=env_str("IDENTITY_HOST", "127.0.0.1"),
-            grpc_port=_port("IDENTITY_GRPC_PORT", 50051),
-            http_port=_port("IDENTITY_HTTP_PORT", 8081),
-            metrics_port=_port("IDENTITY_METRICS_PORT", 9101),
+            grpc_port=IDENTITY.grpc.read(),
+            http_port=IDENTITY_HTTP.read(),
+            metrics_port=IDENTITY.metrics.read(),
             users_file=Path(env_str("IDENTITY_USERS_FILE", str(DEMO_USERS_FILE))),
             keys_dir=Path(env_str("IDENTITY_KEYS_DIR", "var/identity/keys")).absolute(),
             signing_kid=env_str("IDENTITY_SIGNING_KID", "") or None,
@@ -79,10 +80,3 @@ class IdentitySettings:
                 "the packaged demo users file holds published passwords"
             )
         return settings
-
-
-def _port(name: str, default: int) -> int:
-    value = env_int(name, default)
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"{name} must be a TCP port (0-65535), got {value}")
-    return value

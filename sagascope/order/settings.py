@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
+from sagascope.local.topology import IDENTITY, ORDER, PAYMENT, address
 
 DEV_SERVICE_PASSWORD = "order-service-dev-secret"  # DEVELOPMENT ONLY (matches demo_users.json)
 
@@ -70,13 +71,13 @@ class OrderSettings:
             )
         return cls(
             host=env_str("ORDER_HOST", "127.0.0.1"),
-            grpc_port=env_int("ORDER_GRPC_PORT", 50052),
-            metrics_port=env_int("ORDER_METRICS_PORT", 9102),
+            grpc_port=ORDER.grpc.read(),
+            metrics_port=ORDER.metrics.read(),
             database_url=env_str("ORDER_DATABASE_URL", "sqlite:///var/order/orders.db"),
             migrate=env_bool("ORDER_DB_MIGRATE", True),
             pool_size=env_int("ORDER_DB_POOL_SIZE", 10),
-            payment_target=env_str("ORDER_PAYMENT_TARGET", "127.0.0.1:50053"),
-            identity_target=env_str("ORDER_IDENTITY_TARGET", "127.0.0.1:50051"),
+            payment_target=env_str("ORDER_PAYMENT_TARGET", address(PAYMENT.grpc.default)),
+            identity_target=env_str("ORDER_IDENTITY_TARGET", address(IDENTITY.grpc.default)),
             service_username=env_str("ORDER_SERVICE_USERNAME", "order-service"),
             service_password=password,
             payment_timeout_s=env_float("ORDER_PAYMENT_TIMEOUT_SECONDS", 2.0),

@@ -32,22 +32,16 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
-
-
-def _port(name: str, default: int) -> int:
-    value = env_int(name, default)
-    if not 0 <= value <= 65535:
-        raise ConfigError(f"{name} must be a TCP port (0-65535), got {value}")
-    return value
+from sagascope.local.topology import PAYMENT, default_mongo_url
 
 
 @dataclass(frozen=True)
 class PaymentSettings:
     auth: AuthSettings
     host: str = "127.0.0.1"
-    grpc_port: int = 50053
-    metrics_port: int = 9103
-    mongo_url: str = "mongodb://127.0.0.1:27017"
+    grpc_port: int = PAYMENT.grpc.default
+    metrics_port: int = PAYMENT.metrics.default
+    mongo_url: str = default_mongo_url()
     mongo_db: str = "payments"
     mongo_connect_timeout_seconds: float = 30.0
     limit_major: int = 1000
@@ -71,9 +65,9 @@ class PaymentSettings:
         return cls(
             auth=AuthSettings.from_env("PAYMENT"),
             host=env_str("PAYMENT_HOST", "127.0.0.1"),
-            grpc_port=_port("PAYMENT_GRPC_PORT", 50053),
-            metrics_port=_port("PAYMENT_METRICS_PORT", 9103),
-            mongo_url=env_str("PAYMENT_MONGO_URL", "mongodb://127.0.0.1:27017"),
+            grpc_port=PAYMENT.grpc.read(),
+            metrics_port=PAYMENT.metrics.read(),
+            mongo_url=env_str("PAYMENT_MONGO_URL", default_mongo_url()),
             mongo_db=env_str("PAYMENT_MONGO_DB", "payments"),
             mongo_connect_timeout_seconds=connect_timeout,
             limit_major=limit_major,

@@ -1,12 +1,12 @@
 """e2e: a compensated saga is visible in every real backend, and every shipped query runs.
 
-Needs the local backends (`make stack-backends-up`) and the three services
-pointed at them, and the correlation id of a compensated order:
+Needs the local backends (`make stack-backends`, or `make stack` with the three services
+pointed at them), and the correlation id of a compensated order:
 
     E2E_CORRELATION_ID=<id of a CANCELLED-after-refund order> pytest tests/e2e -q
 
-Backends: SAGASCOPE_JAEGER_URL (http://127.0.0.1:16686), SAGASCOPE_ES_URL
-(http://127.0.0.1:9200), SAGASCOPE_PROMETHEUS_URL (http://127.0.0.1:9090).
+Backends: SAGASCOPE_JAEGER_URL, SAGASCOPE_ES_URL, SAGASCOPE_PROMETHEUS_URL (defaults: the
+local topology, sagascope.local.topology).
 Without a backend the backend tests skip, saying why; with
 SAGASCOPE_E2E_REQUIRED=1 (make e2e, CI) a missing backend or input FAILS.
 Every failure message carries the backend response that did not match.
@@ -28,12 +28,14 @@ from typing import Any
 
 import pytest
 
+from sagascope.local.topology import ELASTICSEARCH, IDENTITY, IDENTITY_HTTP, ORDER, PAYMENT, PROMETHEUS
+from sagascope.local.topology import JAEGER as JAEGER_TOPOLOGY
 from tests.e2e import queries
 
 REPO = queries.REPO
-JAEGER = os.environ.get("SAGASCOPE_JAEGER_URL", "http://127.0.0.1:16686").rstrip("/")
-ES = os.environ.get("SAGASCOPE_ES_URL", "http://127.0.0.1:9200").rstrip("/")
-PROM = os.environ.get("SAGASCOPE_PROMETHEUS_URL", "http://127.0.0.1:9090").rstrip("/")
+JAEGER = os.environ.get("SAGASCOPE_JAEGER_URL", JAEGER_TOPOLOGY.query_http.url).rstrip("/")
+ES = os.environ.get("SAGASCOPE_ES_URL", ELASTICSEARCH.http.url).rstrip("/")
+PROM = os.environ.get("SAGASCOPE_PROMETHEUS_URL", PROMETHEUS.web.url).rstrip("/")
 REQUIRED = os.environ.get("SAGASCOPE_E2E_REQUIRED", "") not in ("", "0", "false")
 CACHE = Path(os.environ.get("SAGASCOPE_CACHE", Path.home() / ".cache" / "sagascope"))
 WAIT_SECONDS = float(os.environ.get("E2E_WAIT_SECONDS", "30"))
@@ -121,7 +123,11 @@ def test_kong_upstreams_are_compose_services_on_their_ports() -> None:
     yaml = _yaml()
     kong = yaml.safe_load((REPO / "gateway/kong/kong.yml").read_text())
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-    listening = {"identity": {50051, 8081}, "order": {50052}, "payment": {50053}}  # ARCHITECTURE.md defaults
+    listening = {  # the services' default ports (ARCHITECTURE.md), which compose relies on
+        "identity": {IDENTITY.grpc.default, IDENTITY_HTTP.default},
+        "order": {ORDER.grpc.default},
+        "payment": {PAYMENT.grpc.default},
+    }
     for name, svc in compose["services"].items():
         env = svc.get("environment", {}) or {}
         for key, value in env.items():

@@ -1,5 +1,5 @@
 """SIGKILL the order service mid-saga, restart it, and the saga still finishes with
-exactly one net charge. Real processes (sagascope's launcher), real sockets, real storage."""
+exactly one net charge. Real processes (sagascope.local's supervisor), real sockets, real storage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.cli.client import OrderClient, login, order_request
-from sagascope.cli.launcher import LocalStack, Ports
+from sagascope.local.services import LocalStack, Ports
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from sagascope.cli.client import OrderClient, OrderResult, login, order_request
-from sagascope.cli.launcher import LocalStack, Ports
+from sagascope.local.services import LocalStack, Ports
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedLog, ReceivedSpan
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]

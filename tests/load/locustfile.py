@@ -37,6 +37,7 @@ from locust.exception import LocustError
 
 from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
 from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
+from sagascope.local.topology import IDENTITY, address
 
 grpc_gevent.init_gevent()  # grpc's own threads must cooperate with locust's gevent loop
 
@@ -47,7 +48,9 @@ OUTCOMES: Counter[str] = Counter()  # "<task>:<status>" -> count, for run.py
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument("--scenario", choices=["smoke", "load", "stress", "spike"], default="smoke")
-    parser.add_argument("--identity-target", default="127.0.0.1:50051", help="identity gRPC address (login)")
+    parser.add_argument(
+        "--identity-target", default=address(IDENTITY.grpc.default), help="identity gRPC address (login)"
+    )
     parser.add_argument("--username", default="alice")
     parser.add_argument("--password", default="alice-dev-password")
     parser.add_argument("--target-rps", type=float, default=100.0, help="load: requests/s to ramp to")

@@ -43,6 +43,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from sagascope.local.topology import IDENTITY, ORDER, address
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "out"
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -123,7 +125,7 @@ class Target:
 @contextmanager
 def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     """A LocalStack with faults on (and orders on PostgreSQL with --postgres), stopped afterwards."""
-    from sagascope.cli.launcher import LocalStack, Ports
+    from sagascope.local.services import LocalStack, Ports
     from tests.support import postgres
 
     with ExitStack() as stack:
@@ -185,8 +187,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=["smoke", "load", "stress", "spike"], default="smoke")
     parser.add_argument("--target", help="order gRPC host:port of a running stack (default: start one)")
-    parser.add_argument("--identity-target", default="127.0.0.1:50051")
-    parser.add_argument("--metrics-url", default="http://127.0.0.1:9102/metrics")
+    parser.add_argument("--identity-target", default=address(IDENTITY.grpc.default))
+    parser.add_argument("--metrics-url", default=f"http://{address(ORDER.metrics.default)}/metrics")
     parser.add_argument("--postgres", action="store_true", help="started stack: orders on a throwaway PostgreSQL")
     parser.add_argument("--compensation-rate", type=float, default=0.05,
                         help="injected confirm_failure rate (on the started stack; state it for --target)")

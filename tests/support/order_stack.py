@@ -12,11 +12,11 @@ import grpc
 from pymongo import AsyncMongoClient
 
 from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
-from sagascope.cli.launcher import free_port
 from sagascope.common.auth import AuthSettings
 from sagascope.common.faults import FaultSettings
 from sagascope.common.telemetry import init_telemetry
 from sagascope.common.telemetry.settings import TelemetrySettings
+from sagascope.local.supervisor import free_port
 from sagascope.order.server import OrderApp
 from sagascope.order.settings import OrderSettings
 from sagascope.payment.server import PaymentApp

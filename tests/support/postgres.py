@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sagascope.cli.launcher import free_port
+from sagascope.local.supervisor import free_port
 
 RUN_AS = "postgres"
 

@@ -1,4 +1,4 @@
-"""The launcher's pre-flight port check: a taken port is named before gRPC's bare bind error."""
+"""The supervisor's pre-flight port check: a taken port is named before gRPC's bare bind error."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from sagascope.cli.launcher import PortInUseError, free_port, port_bindable, wait_until_bindable
+from sagascope.local.supervisor import PortInUseError, free_port, port_bindable, wait_until_bindable
 
 
 @pytest.fixture
