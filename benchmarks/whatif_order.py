@@ -3,8 +3,8 @@
     BENCH_WHATIF=no_sql_spans python -m benchmarks.whatif_order
 
 Used by ``bench_saga.py --whatif ...``; services/ stay untouched. Patches:
-- ``no_sql_spans``: no SQL statement spans (sagascope/common/telemetry/sql_spans.py is not attached
-  to the engine), to price one span per statement.
+- ``no_sql_spans``: no SQL statement spans (Telemetry.instrument_sqlalchemy does nothing, so
+  opentelemetry-instrumentation-sqlalchemy is not attached), to price one span per statement.
 
 (``no_pre_ping`` measured dropping ``pool_pre_ping``; that is now how sagascope/order/database.py
 builds the engine, so the patch is gone.)

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from sagascope.cli.otlp_files import iter_log_records, service_files
 from sagascope.cli.view_output import print_view
-from sagascope.common.telemetry.files import LOGS_FILE, iter_log_records, service_files
+from sagascope.common.telemetry.files import LOGS_FILE
 
 ELASTICSEARCH_URL = "ELASTICSEARCH_URL"
 ELASTICSEARCH_LOGS_INDEX = "ELASTICSEARCH_LOGS_INDEX"

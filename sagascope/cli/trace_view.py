@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from sagascope.cli.otlp_files import iter_spans, service_files
 from sagascope.cli.view_output import print_view
-from sagascope.common.telemetry.files import TRACES_FILE, iter_spans, service_files
+from sagascope.common.telemetry.files import TRACES_FILE
 
 JAEGER_URL = "JAEGER_URL"
 TELEMETRY_DIR = "SAGASCOPE_TELEMETRY_DIR"

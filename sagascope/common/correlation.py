@@ -50,6 +50,19 @@ def bound(value: str) -> Iterator[None]:
         _current.reset(token)
 
 
+@contextmanager
+def in_baggage(cid: str | None) -> Iterator[None]:
+    """Make ``cid`` the ``correlation_id`` baggage entry for this block (no-op when it already is)."""
+    if not cid or baggage.get_baggage(BAGGAGE_KEY) == cid:
+        yield
+        return
+    token = context.attach(baggage.set_baggage(BAGGAGE_KEY, cid))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -80,6 +93,17 @@ def from_metadata(metadata: object) -> str | None:
     return from_baggage_header(metadata_value(metadata, BAGGAGE_HEADER))
 
 
+def with_header(details: grpc.aio.ClientCallDetails, cid: str) -> grpc.aio.ClientCallDetails:
+    """``details`` with ``x-correlation-id: cid`` added, unless the caller set one already."""
+    metadata = grpc.aio.Metadata(*tuple(details.metadata or ()))
+    if HEADER in metadata:
+        return details
+    metadata.add(HEADER, cid)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
 def outgoing_metadata(extra: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
     cid = current()
     return ((HEADER, cid), *extra) if cid else extra
@@ -101,3 +125,16 @@ class CorrelationInterceptor(grpc.aio.ServerInterceptor):
             return with_correlation
 
         return wrap_unary(handler, wrap)
+
+
+class ClientCorrelationInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Outgoing calls carry the correlation id: ``x-correlation-id`` and the ``correlation_id`` baggage
+    entry. Outermost on the channel, so the span interceptor after it injects that baggage too."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        found = current() or baggage.get_baggage(BAGGAGE_KEY)
+        if not found:
+            return await continuation(client_call_details, request)
+        cid = str(found)
+        with in_baggage(cid):
+            return await continuation(with_header(client_call_details, cid), request)

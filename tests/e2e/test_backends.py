@@ -205,6 +205,25 @@ def test_jaeger_shows_saga_steps_and_compensation_in_one_trace(jaeger_trace: dic
     assert tags.get("saga.outcome") == "compensated", tags
 
 
+def _scope(span: dict[str, Any]) -> str | None:
+    """The instrumentation scope Jaeger keeps as a tag (``otel.scope.name``; older: ``otel.library.name``)."""
+    tags = {t["key"]: t["value"] for t in span["tags"]}
+    return tags.get("otel.scope.name") or tags.get("otel.library.name")
+
+
+def test_jaeger_shows_the_upstream_instrumentations_spans(jaeger_trace: dict[str, Any]) -> None:
+    spans = jaeger_trace["spans"]
+    grpc_spans = [s for s in spans if s["operationName"] == "/sagascope.payments.v1.PaymentService/ProcessPayment"]
+    assert len(grpc_spans) >= 2, [s["operationName"] for s in spans]  # the order's CLIENT and payment's SERVER span
+    assert {_scope(s) for s in grpc_spans} == {"opentelemetry.instrumentation.grpc"}
+    sql = [
+        s for s in spans if _scope(s) == "opentelemetry.instrumentation.sqlalchemy" and s["operationName"] != "connect"
+    ]
+    assert sql, "no SQL statement spans from opentelemetry-instrumentation-sqlalchemy"
+    tags = {t["key"]: t["value"] for t in sql[0]["tags"]}
+    assert tags.get("db.system.name") in ("postgresql", "sqlite") and "db.query.text" in tags, tags  # stable names
+
+
 def test_elasticsearch_has_every_services_logs_with_the_jaeger_trace_id(
     correlation_id: str, jaeger_trace: dict[str, Any]
 ) -> None:

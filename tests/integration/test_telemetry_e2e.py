@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)
 
 USER, PASSWORD = "alice", "alice-dev-password"  # DEVELOPMENT ONLY (sagascope/identity/demo_users.json)
 SERVER, CLIENT = 2, 3  # OTLP span kinds
+GRPC_SCOPE = "opentelemetry.instrumentation.grpc"
+SQL_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
+MONGO_SCOPE = "opentelemetry.instrumentation.pymongo"
 
 
 @dataclass
@@ -116,7 +119,7 @@ async def test_a_create_order_is_one_trace_across_order_and_payment(running: Sta
             return False
         members = trace_of(spans, saga_span(spans, cid).trace_id)
         return any(s.service == "payment-service" and s.kind == SERVER for s in members) and any(
-            s.service == "payment-service" and s.attributes.get("db.system") == "mongodb" for s in members
+            s.service == "payment-service" and s.attributes.get("db.system.name") == "mongodb" for s in members
         )
 
     spans = await wait_spans(running.receiver, complete)
@@ -132,18 +135,23 @@ async def test_a_create_order_is_one_trace_across_order_and_payment(running: Sta
     assert order_server is not None and order_server.kind == SERVER
     assert order_server.name == "/sagascope.orders.v1.OrderService/CreateOrder"
     assert order_server.attributes["correlation_id"] == cid
+    assert order_server.scope == GRPC_SCOPE  # the upstream instrumentation's span, not a copy
     assert saga.attributes["saga.outcome"] == "completed"
     assert saga.attributes["order.id"] == result.order.id  # type: ignore[union-attr]
 
     payment_server = next(s for s in members if s.service == "payment-service" and s.kind == SERVER)
     client_span = parent(payment_server)
     assert client_span is not None and client_span.kind == CLIENT and client_span.service == "order-service"
+    assert client_span.scope == payment_server.scope == GRPC_SCOPE
+    assert client_span.name == payment_server.name == "/sagascope.payments.v1.PaymentService/ProcessPayment"
     step = parent(client_span)
     assert step is not None and step.name.startswith("saga.step ") and parent(step) == saga
     assert payment_server.attributes["correlation_id"] == cid  # carried in baggage
-    mongo = [s for s in members if s.attributes.get("db.system") == "mongodb"]
-    assert mongo and all(parent(s) is not None for s in mongo)
-    assert any(s.service == "order-service" and "db.statement" in s.attributes for s in members)  # SQL spans
+    mongo = [s for s in members if s.attributes.get("db.system.name") == "mongodb"]
+    assert mongo and all(parent(s) is not None and s.scope == MONGO_SCOPE for s in mongo)
+    sql = [s for s in members if s.service == "order-service" and s.scope == SQL_SCOPE and s.name != "connect"]
+    assert sql and all(s.attributes["db.system.name"] == "sqlite" and "db.query.text" in s.attributes for s in sql)
+    assert not any("db.statement" in s.attributes or "db.system" in s.attributes for s in members)  # old names
 
 
 async def test_a_compensated_saga_has_the_full_span_tree_and_correlated_logs(running: Stack) -> None:

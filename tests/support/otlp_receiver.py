@@ -58,6 +58,7 @@ class ReceivedSpan:
     start_ns: int
     end_ns: int
     raw: str = field(repr=False)  # the span as JSON text, for "never contains" checks
+    scope: str = ""  # the instrumentation scope's name (opentelemetry.instrumentation.grpc, ...)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class OtlpReceiver:
                                 start_ns=span.start_time_unix_nano,
                                 end_ns=span.end_time_unix_nano,
                                 raw=str(MessageToDict(span)),
+                                scope=scope_spans.scope.name,
                             )
                         )
         return result

@@ -33,7 +33,7 @@ from sagascope.cli.logs_view import logs_command
 from sagascope.cli.trace_view import trace_command
 from sagascope.common.saga.observer import SagaRun
 from sagascope.common.telemetry import TelemetrySettings, init_telemetry
-from sagascope.common.telemetry.files import encode_logs_json, encode_spans_json
+from sagascope.common.telemetry.otlp_json import encode_logs_json, encode_spans_json
 
 log = logging.getLogger("tests.files")
 

@@ -1,4 +1,5 @@
-"""The gRPC interceptors: server/client spans in one trace, correlation id in baggage, RED metrics."""
+"""gRPC telemetry: upstream's server/client spans in one trace, and what we add inside them —
+the correlation id on the span and in baggage, RED metrics with the span's trace as exemplar."""
 
 from __future__ import annotations
 
@@ -11,9 +12,20 @@ from sagascope.common import correlation
 from sagascope.common.errors import NotFound
 from tests.support.telemetry_testing import ECHO_METHOD, ECHO_SERVICE, in_memory_telemetry, start_echo_server
 
+GRPC_SCOPE = "opentelemetry.instrumentation.grpc"
+
 
 def sample(registry, name: str, labels: dict[str, str]) -> float | None:  # type: ignore[no-untyped-def]
     return registry.get_sample_value(name, labels)
+
+
+def exemplar_trace_ids(registry, histogram: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return {
+        s.exemplar.labels["trace_id"]
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == f"{histogram}_bucket" and s.exemplar is not None
+    }
 
 
 async def test_order_to_payment_is_one_trace_and_carries_the_correlation_id_in_baggage() -> None:
@@ -54,6 +66,7 @@ async def test_order_to_payment_is_one_trace_and_carries_the_correlation_id_in_b
     servers = [span for span in spans if span.kind == SpanKind.SERVER]
     clients = [span for span in spans if span.kind == SpanKind.CLIENT]
     assert len(servers) == 2 and len(clients) == 1
+    assert {span.instrumentation_scope.name for span in servers + clients} == {GRPC_SCOPE}
     assert len({span.context.trace_id for span in spans}) == 1
     outer = next(s for s in servers if s.parent is None)
     inner = next(s for s in servers if s.parent is not None)
@@ -189,3 +202,41 @@ async def test_the_server_span_carries_the_rpc_attributes_and_an_error_status_fo
     assert down.status.description == "StatusCode.UNAVAILABLE:payment is down"
     assert boom.status.status_code == trace.StatusCode.ERROR
     assert (boom.status.description or "").startswith("StatusCode.INTERNAL:internal error; quote correlation id")
+
+
+async def test_the_rpc_exemplars_carry_the_trace_of_upstreams_span() -> None:
+    """Our interceptors run inside upstream's spans: with no trace before the call, the only trace
+    is the one upstream's CLIENT span starts, and both histograms' exemplars must name it."""
+    with in_memory_telemetry() as captured:
+        telemetry = captured.telemetry
+        server = await start_echo_server(_ok, telemetry.server_interceptors())
+        try:
+            async with grpc.aio.insecure_channel(
+                f"127.0.0.1:{server.port}", interceptors=telemetry.client_interceptors()
+            ) as channel:
+                assert trace.get_current_span().get_span_context().is_valid is False
+                assert await channel.unary_unary(ECHO_METHOD)(b"") == b"ok"
+        finally:
+            await server.stop()
+        registry = telemetry.metrics.registry
+    (server_span,) = [s for s in captured.spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    (client_span,) = [s for s in captured.spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert server_span.instrumentation_scope.name == client_span.instrumentation_scope.name == GRPC_SCOPE
+    assert client_span.parent is None and server_span.parent is not None
+    trace_id = format(server_span.context.trace_id, "032x")
+    assert exemplar_trace_ids(registry, "grpc_server_handling_seconds") == {trace_id}
+    assert exemplar_trace_ids(registry, "grpc_client_handling_seconds") == {trace_id}
+
+
+async def test_excluded_services_from_the_upstream_variable_get_no_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_GRPC_EXCLUDED_SERVICES", ECHO_SERVICE)
+    with in_memory_telemetry() as captured:
+        server = await start_echo_server(_ok, captured.telemetry.server_interceptors())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                assert await channel.unary_unary(ECHO_METHOD)(b"") == b"ok"
+        finally:
+            await server.stop()
+        labels = {"grpc_type": "unary", "grpc_service": ECHO_SERVICE, "grpc_method": "Call"}
+        assert sample(captured.telemetry.metrics.registry, "grpc_server_started_total", labels) == 1
+    assert captured.spans.get_finished_spans() == ()

@@ -9,7 +9,7 @@ import re
 import grpc
 from opentelemetry import trace
 
-from sagascope.common.telemetry.files import encode_logs_json
+from sagascope.common.telemetry.otlp_json import encode_logs_json
 from sagascope.common.telemetry.redaction import (
     _SENSITIVE_VALUE,
     _TRIGGERS,

@@ -5,6 +5,10 @@ logs over OTLP (or to OTLP-JSON files under ``var/telemetry/`` when no endpoint
 is set), and Prometheus instruments, and returns a :class:`Telemetry` whose
 interceptors, saga observer and resilience sink the service wires in.
 
+Spans of gRPC, SQL, MongoDB and HTTP calls come from the upstream contrib
+instrumentations (instrumentation.py), opted into the stable database and HTTP
+semantic conventions unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` is set.
+
 ``SAGASCOPE_TELEMETRY=off`` keeps the JSON logs and the saga log events but
 makes spans no-ops, stops metric updates and OTLP/file export (the benchmark's
 "off" side).
@@ -24,14 +28,19 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from sagascope.common import correlation
 from sagascope.common.saga.observer import SagaObserver
-from sagascope.common.telemetry.grpc_interceptors import ClientTelemetryInterceptor, ServerTelemetryInterceptor
+from sagascope.common.telemetry.grpc_interceptors import ClientMetricsInterceptor, ServerTelemetryInterceptor
+from sagascope.common.telemetry.instrumentation import (
+    default_semconv_opt_in,
+    grpc_client_span_interceptors,
+    grpc_server_span_interceptor,
+)
 from sagascope.common.telemetry.logs import init_logging
 from sagascope.common.telemetry.metrics import Metrics, MetricsServer, create_metrics
 from sagascope.common.telemetry.resilience_events import TelemetryResilienceEvents
 from sagascope.common.telemetry.saga import TelemetrySagaObserver
 from sagascope.common.telemetry.settings import TelemetrySettings
-from sagascope.common.telemetry.sql_spans import SqlStatementSpans
 from sagascope.common.telemetry.tracing import (
     build_resource,
     default_log_exporter,
@@ -72,12 +81,11 @@ class Telemetry:
         return self.settings.enabled
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """The server span with correlation_id on it, the server RED metrics and the access log.
-
-        Telemetry off keeps the access log line (JSON logs stay, as everywhere else)."""
+        """Upstream's SERVER span, then (inside it) correlation_id on the span, the server RED metrics
+        and the access log. Telemetry off keeps the access log line (JSON logs stay, as everywhere else)."""
         if not self.enabled or self.tracer_provider is None:
-            return [ServerTelemetryInterceptor(None, None)]
-        return [ServerTelemetryInterceptor(self.metrics.server, self.tracer_provider.get_tracer("sagascope.grpc"))]
+            return [ServerTelemetryInterceptor(None)]
+        return [grpc_server_span_interceptor(self.tracer_provider), ServerTelemetryInterceptor(self.metrics.server)]
 
     def instrument_aiohttp_server(self) -> None:
         """One SERVER span per HTTP request of aiohttp apps created after this call (method,
@@ -89,10 +97,17 @@ class Telemetry:
         self._instrument_once(AioHttpServerInstrumentor())
 
     def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
-        """Correlation id into baggage and metadata, the client span, the client RED metrics."""
+        """The correlation id into baggage and metadata (first, so upstream's CLIENT span interceptor
+        injects that baggage), the span, then inside it the client RED metrics.
+        Telemetry off: the correlation id still travels."""
+        carry_correlation = correlation.ClientCorrelationInterceptor()
         if not self.enabled or self.tracer_provider is None:
-            return [ClientTelemetryInterceptor()]
-        return [ClientTelemetryInterceptor(self.metrics.client, self.tracer_provider.get_tracer("sagascope.grpc"))]
+            return [carry_correlation]
+        return [
+            carry_correlation,
+            *grpc_client_span_interceptors(self.tracer_provider),
+            ClientMetricsInterceptor(self.metrics.client),
+        ]
 
     def resilience_events(self) -> TelemetryResilienceEvents:
         if self._events is None:
@@ -100,11 +115,13 @@ class Telemetry:
         return self._events
 
     def instrument_sqlalchemy(self, engine: AsyncEngine) -> None:
-        """One CLIENT span per SQL statement on ``engine`` (sql_spans.py)."""
-        if not self.enabled or self.tracer_provider is None:
+        """One CLIENT span per SQL statement on ``engine`` (and a ``connect`` span per pool checkout),
+        from opentelemetry-instrumentation-sqlalchemy."""
+        if not self.enabled:
             return
-        spans = SqlStatementSpans(engine.sync_engine, self.tracer_provider.get_tracer("sagascope.sql"))
-        self._undo.append(spans.remove)
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        self._instrument_once(SQLAlchemyInstrumentor(), engine=engine.sync_engine)
 
     def instrument_pymongo(self) -> None:
         if not self.enabled:
@@ -113,12 +130,18 @@ class Telemetry:
 
         self._instrument_once(PymongoInstrumentor())
 
-    def _instrument_once(self, instrumentor: Any) -> None:
-        """A contrib instrumentor patches process-wide: only the first Telemetry in a process does it
-        (and undoes it on shutdown)."""
+    def _instrument_once(self, instrumentor: Any, **options: Any) -> None:
+        """A contrib instrumentor is a process-wide singleton: only the first Telemetry in a process
+        instruments (and undoes it on shutdown); later ones are told so in the log."""
+        if instrumentor.is_instrumented_by_opentelemetry:
+            log.warning("%s already instrumented in this process; not again", type(instrumentor).__name__)
+            return
+        instrumentor.instrument(tracer_provider=self.tracer_provider, **options)
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=self.tracer_provider)
-            self._undo.append(instrumentor.uninstrument)
+            # Its dependency check refused the installed library version (logged by opentelemetry).
+            log.error("%s did not instrument: no spans from it", type(instrumentor).__name__)
+            return
+        self._undo.append(instrumentor.uninstrument)
 
     def start_metrics_server(self, port: int, host: str | None = None) -> None:
         """prometheus_client's HTTP server on ``host`` (SAGASCOPE_METRICS_HOST, 127.0.0.1); port 0 = off."""
@@ -174,6 +197,7 @@ def init_telemetry(
     synchronously (tests and tools); ``stream`` replaces stdout for the JSON lines.
     """
     settings = settings or TelemetrySettings.from_env()
+    default_semconv_opt_in()
     resource = build_resource(service_name, service_version, settings.environment)
     name = str(resource.attributes.get("service.name", service_name))
     metrics = create_metrics()

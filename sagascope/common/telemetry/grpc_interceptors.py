@@ -1,16 +1,14 @@
-"""gRPC server and client interceptors: spans, RED metrics, the correlation id on spans and in baggage.
+"""What sagascope adds to the upstream gRPC spans: RED metrics, the access log, the correlation id.
 
-- server, one layer: the SERVER span from the caller's ``traceparent``/``baggage``
-  (grpc_spans.py), tagged with ``correlation_id``; the id put into baggage (the
-  caller's baggage may not carry it); the call counted and timed under the
-  go-grpc-prometheus names with a ``trace_id`` exemplar; one
-  ``grpc.server.handled`` log line per call. Health checks and reflection are
-  counted but neither traced nor logged.
-- client, one layer: the correlation id into baggage and ``x-correlation-id``,
-  the CLIENT span with ``traceparent`` and ``baggage`` injected, the client RED
-  metrics with the span's trace as exemplar.
+- server (runs inside upstream's SERVER span): ``correlation_id`` on that span and
+  back into baggage (upstream replaces the context's baggage with the caller's, which
+  may not carry it); the call counted and timed under the go-grpc-prometheus names
+  with the span's ``trace_id`` as exemplar; one ``grpc.server.handled`` log line per
+  call. Health checks and reflection are counted but not logged.
+- client (runs inside upstream's CLIENT span): the client RED metrics with its
+  ``trace_id`` as exemplar. The correlation header is correlation.py's.
 
-Domain errors reach these interceptors as gRPC aborts (ErrorMappingInterceptor
+Domain errors reach the server interceptor as gRPC aborts (ErrorMappingInterceptor
 is innermost), so the status code is read from the servicer context.
 """
 
@@ -19,25 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
 import grpc
-from opentelemetry import baggage, context, trace
-from opentelemetry.trace import Tracer
+from opentelemetry import trace
 
 from sagascope.common import correlation
 from sagascope.common.interceptors import UnaryBehavior, split_method, wrap_unary
-from sagascope.common.telemetry.grpc_spans import (
-    end_client_span,
-    end_server_span,
-    remote_context,
-    start_client_span,
-    start_server_span,
-    status_code,
-    traced,
-    with_propagation,
-)
+from sagascope.common.telemetry.instrumentation import CallFilter, is_infrastructure_call
 from sagascope.common.telemetry.metrics import RpcMetrics, trace_exemplar
 
 log = logging.getLogger("sagascope.grpc")
@@ -45,21 +32,8 @@ log = logging.getLogger("sagascope.grpc")
 UNARY = "unary"
 
 
-@contextmanager
-def correlation_baggage(cid: str | None) -> Iterator[None]:
-    """Make ``cid`` the ``correlation_id`` baggage entry for this block (no-op when it already is)."""
-    if not cid or baggage.get_baggage(correlation.BAGGAGE_KEY) == cid:
-        yield
-        return
-    token = context.attach(baggage.set_baggage(correlation.BAGGAGE_KEY, cid))
-    try:
-        yield
-    finally:
-        context.detach(token)
-
-
 def _split(method: str | bytes) -> tuple[str, str]:
-    if isinstance(method, bytes):
+    if isinstance(method, bytes):  # grpc/grpc#31092
         method = method.decode()
     try:
         return split_method(method)
@@ -67,41 +41,47 @@ def _split(method: str | bytes) -> tuple[str, str]:
         return "unknown", method
 
 
-class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
-    """The SERVER span (grpc_spans.py), the correlation id on it and in baggage, the server RED
-    metrics and the access log line, in one layer. ``tracer=None``: no span."""
+def status_code(value: Any) -> grpc.StatusCode:
+    """What ``ServicerContext.code()`` returned (None before any abort, an enum, or its number)."""
+    if value is None:
+        return grpc.StatusCode.OK
+    if isinstance(value, grpc.StatusCode):
+        return value
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN
 
-    def __init__(self, metrics: RpcMetrics | None, tracer: Tracer | None = None, access_log: bool = True) -> None:
+
+class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
+    """``correlation_id`` on the current (upstream) span and in baggage, the server RED metrics and the
+    access log line. Must come after upstream's span interceptor in the chain."""
+
+    def __init__(
+        self, metrics: RpcMetrics | None, access_log: bool = True, quiet: CallFilter = is_infrastructure_call
+    ) -> None:
         self.metrics = metrics
-        self.tracer = tracer
         self.access_log = access_log
+        self.quiet = quiet
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
-        full_method = handler_call_details.method
-        service, method = _split(full_method)
-        is_traced = traced(service)
-        tracer = self.tracer if is_traced else None
+        service, method = _split(handler_call_details.method)
         metrics = self.metrics
-        access_log = self.access_log and is_traced
+        access_log = self.access_log and not self.quiet(handler_call_details)
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def observed(request, servicer_context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
-                span = token = None
-                if tracer is not None:
-                    parent = remote_context(servicer_context.invocation_metadata())
-                    span = start_server_span(tracer, full_method, service, method, servicer_context, parent)
-                    token = context.attach(trace.set_span_in_context(span, parent))
                 cid = correlation.current()
-                if cid and span is not None:
+                span = trace.get_current_span()
+                if cid and span.is_recording():
                     span.set_attribute(correlation.BAGGAGE_KEY, cid)
                 if metrics is not None:
                     metrics.started.labels(UNARY, service, method).inc()
                 start = time.perf_counter()
                 code = grpc.StatusCode.OK
-                error: BaseException | None = None
                 try:
-                    with correlation_baggage(cid):
+                    with correlation.in_baggage(cid):
                         response = await behavior(request, servicer_context)
                     code = status_code(servicer_context.code())
                     return response
@@ -111,8 +91,8 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
                 except grpc.aio.AbortError:
                     code = status_code(servicer_context.code() or grpc.StatusCode.UNKNOWN)
                     raise
-                except Exception as exc:
-                    code, error = grpc.StatusCode.UNKNOWN, exc
+                except Exception:
+                    code = grpc.StatusCode.UNKNOWN
                     raise
                 finally:
                     elapsed = time.perf_counter() - start
@@ -138,59 +118,37 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
                                 "duration_ms": round(elapsed * 1000, 3),
                             },
                         )
-                    if span is not None and token is not None:
-                        end_server_span(span, code, servicer_context.details(), error)
-                        context.detach(token)
 
             return observed
 
         return wrap_unary(handler, wrap)
 
 
-class ClientTelemetryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """The client side, one layer: the correlation id into baggage and ``x-correlation-id``, the
-    CLIENT span with ``traceparent``/``baggage`` injected (grpc_spans.py), the client RED metrics.
+class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """The client RED metrics. After upstream's span interceptor on the channel, so the exemplar is
+    its CLIENT span's trace."""
 
-    ``tracer=None`` / ``metrics=None`` (telemetry off): the correlation id still travels.
-    """
-
-    def __init__(self, metrics: RpcMetrics | None = None, tracer: Tracer | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics) -> None:
         self.metrics = metrics
-        self.tracer = tracer
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        cid = correlation.current() or baggage.get_baggage(correlation.BAGGAGE_KEY)
-        with correlation_baggage(str(cid) if cid else None):
-            full_method = client_call_details.method
-            if isinstance(full_method, bytes):  # grpc/grpc#31092
-                full_method = full_method.decode()
-            service, method = _split(full_method)
-            span = start_client_span(self.tracer, full_method, service, method) if self.tracer else None
-            details = with_propagation(client_call_details, str(cid) if cid else None, span)
-            metrics = self.metrics
-            if metrics is not None:
-                metrics.started.labels(UNARY, service, method).inc()
-            start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            reason: str | None = None
-            error: BaseException | None = None
-            try:
-                call = await continuation(details, request)
-                code = status_code(await call.code())
-                if span is not None and code != grpc.StatusCode.OK:
-                    reason = await call.details()
-                return call
-            except grpc.aio.AioRpcError as exc:
-                code, reason, error = exc.code(), exc.details(), exc
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                if metrics is not None:
-                    metrics.handled.labels(UNARY, service, method, code.name).inc()
-                    metrics.handling.labels(UNARY, service, method).observe(
-                        time.perf_counter() - start, exemplar=trace_exemplar(span)
-                    )
-                if span is not None:
-                    end_client_span(span, code, reason, error)
+        service, method = _split(client_call_details.method)
+        metrics = self.metrics
+        metrics.started.labels(UNARY, service, method).inc()
+        start = time.perf_counter()
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            call = await continuation(client_call_details, request)
+            code = status_code(await call.code())
+            return call
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            metrics.handled.labels(UNARY, service, method, code.name).inc()
+            metrics.handling.labels(UNARY, service, method).observe(
+                time.perf_counter() - start, exemplar=trace_exemplar()
+            )

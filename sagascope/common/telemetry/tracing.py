@@ -2,7 +2,7 @@
 
 OTLP goes over gRPC by default, or http/protobuf when ``OTEL_EXPORTER_OTLP_PROTOCOL``
 says so; the exporters read the endpoint, headers, TLS and timeout variables
-themselves. Without an endpoint, spans and logs go to OTLP-JSON files (files.py).
+themselves. Without an endpoint, spans and logs go to OTLP-JSON lines files (files.py).
 The sampler comes from ``OTEL_TRACES_SAMPLER`` via the SDK's own defaulting.
 """
 
