@@ -296,7 +296,7 @@ OWNERS = (
             "grpc_",
             "asyncio/",
             "uvloop/",
-            "services/",
+            "sagascope/",  # the services and the platform; sagascope/common/telemetry/ is matched first as "ours"
             "logging/",
             "json/",
             "jwt/",
