@@ -110,13 +110,13 @@ def _first(document: dict[str, Any], *paths: str) -> Any:
     return None
 
 
-def _row_from_document(doc: dict[str, Any]) -> LogRow:
+def _row_from_document(doc: dict[str, Any], formatted_timestamp: str | None = None) -> LogRow:
     attributes = _first(doc, "attributes", "Attributes", "labels") or {}
     if not isinstance(attributes, dict):
         attributes = {}
     body = _first(doc, "body.text", "Body", "message", "body")
     return LogRow(
-        timestamp=str(_first(doc, "@timestamp", "timestamp") or ""),
+        timestamp=formatted_timestamp or str(_first(doc, "@timestamp", "timestamp") or ""),
         service=str(
             _first(doc, "resource.attributes.service.name", "Resource.service.name", "service.name") or "?"
         ),
@@ -137,6 +137,9 @@ def logs_from_elasticsearch(
     query = {
         "size": size,
         "sort": [{"@timestamp": {"order": "asc", "unmapped_type": "date"}}],
+        # The exporter stores @timestamp as epoch milliseconds ("1795955156611.144192"); ask
+        # Elasticsearch for the ISO form the file reader prints too.
+        "fields": [{"field": "@timestamp", "format": "strict_date_optional_time"}],
         "query": {
             "bool": {
                 "should": [{"term": {name: correlation_id}} for name in _CORRELATION_FIELDS]
@@ -153,7 +156,10 @@ def logs_from_elasticsearch(
     )
     with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
         result = json.loads(response.read())
-    return [_row_from_document(hit.get("_source", {})) for hit in result.get("hits", {}).get("hits", [])]
+    return [
+        _row_from_document(hit.get("_source", {}), (hit.get("fields", {}).get("@timestamp") or [None])[0])
+        for hit in result.get("hits", {}).get("hits", [])
+    ]
 
 
 def render_logs(rows: list[LogRow]) -> str:

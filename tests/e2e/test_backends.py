@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from sagascope.cli.logs_view import logs_from_elasticsearch
 from sagascope.local.topology import ELASTICSEARCH, IDENTITY, IDENTITY_HTTP, ORDER, PAYMENT, PROMETHEUS
 from sagascope.local.topology import JAEGER as JAEGER_TOPOLOGY
 from tests.e2e import queries
@@ -39,6 +40,7 @@ PROM = os.environ.get("SAGASCOPE_PROMETHEUS_URL", PROMETHEUS.web.url).rstrip("/"
 REQUIRED = os.environ.get("SAGASCOPE_E2E_REQUIRED", "") not in ("", "0", "false")
 CACHE = Path(os.environ.get("SAGASCOPE_CACHE", Path.home() / ".cache" / "sagascope"))
 WAIT_SECONDS = float(os.environ.get("E2E_WAIT_SECONDS", "30"))
+ISO_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def unavailable(reason: str) -> None:
@@ -246,6 +248,22 @@ def test_elasticsearch_has_every_services_logs_with_the_jaeger_trace_id(
     )
     events = [h["_source"]["attributes"].get("event") for h in found["hits"]["hits"]]
     assert any(e and "compensation" in e for e in events), events
+
+
+def test_sagascope_logs_reads_the_saga_back_from_elasticsearch(correlation_id: str) -> None:
+    """What `sagascope logs <correlation id>` prints with ELASTICSEARCH_URL set: every service's
+    records, in order, with ISO timestamps (the exporter stores @timestamp as epoch milliseconds)."""
+    if not reachable(f"{ES}/_cluster/health"):
+        unavailable(f"Elasticsearch not reachable at {ES}")
+
+    def probe() -> tuple[bool, Any]:
+        rows = logs_from_elasticsearch(ES, correlation_id)
+        return {"order-service", "payment-service"} <= {r.service for r in rows}, rows
+
+    rows = eventually(probe, f"`sagascope logs {correlation_id}` rows from both services")
+    assert all(ISO_MILLIS.fullmatch(r.timestamp) for r in rows), [r.timestamp for r in rows[:3]]
+    assert [r.timestamp for r in rows] == sorted(r.timestamp for r in rows)
+    assert "saga.finished" in {r.event for r in rows}
 
 
 @pytest.fixture(scope="module")
