@@ -162,8 +162,7 @@ class LocalStack:
             self.order_ports.append(grpc_port)
 
     def _add(self, process: ManagedProcess) -> None:
-        assert self.supervisor is not None
-        self.supervisor.add(process)
+        self._supervisor.add(process)
         self.names.append(process.name)
 
     @property

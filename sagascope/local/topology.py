@@ -190,16 +190,13 @@ def backend_environment(deployment_environment: str = "local") -> dict[str, str]
 
 
 def service_telemetry_environment() -> dict[str, str]:
-    """What the services need to report to the local collector (and the CLI to read back from
-    Jaeger and Elasticsearch; tests/e2e to query all three backends)."""
+    """What the services need to report to the local collector, and the CLI (`sagascope trace` /
+    `logs`) to read back from Jaeger and Elasticsearch. tests/e2e take their defaults from here."""
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR.otlp_grpc.url,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "JAEGER_URL": JAEGER.query_http.url,
         "ELASTICSEARCH_URL": ELASTICSEARCH.http.url,
-        "SAGASCOPE_JAEGER_URL": JAEGER.query_http.url,
-        "SAGASCOPE_ES_URL": ELASTICSEARCH.http.url,
-        "SAGASCOPE_PROMETHEUS_URL": PROMETHEUS.web.url,
     }
 
 
