@@ -29,7 +29,7 @@ import jwt
 from sagascope.common import correlation
 from sagascope.common.config import env_str
 from sagascope.common.errors import ServiceError, Unauthenticated, Unavailable
-from sagascope.common.interceptors import metadata_value
+from sagascope.common.interceptors import UndecodableRequest, metadata_value
 from sagascope.local.topology import default_jwks_url
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         verifier = self._verifier
 
         async def authorized(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            if isinstance(request, UndecodableRequest):
+                # Refused as INVALID_ARGUMENT by the error-mapping interceptor (inner) before any
+                # servicer runs; bytes that do not decode say nothing about the caller.
+                return await behavior(request, context)
             try:
                 principal = await verifier.verify(bearer_token(authorization))
             except ServiceError as exc:

@@ -1,8 +1,13 @@
 """gRPC server bootstrap shared by every service.
 
 Health (``grpc.health.v1``: NOT_SERVING while starting and while draining),
-server reflection, the error-mapping interceptor, a max message size, and a
-graceful stop that drains in-flight calls on SIGTERM/SIGINT.
+server reflection (``v1`` and ``v1alpha``), the error-mapping interceptor, a max
+message size, and a graceful stop that drains in-flight calls on SIGTERM/SIGINT.
+
+A request whose bytes do not decode never reaches a servicer: the error-mapping
+interceptor swaps each unary handler's deserializer for one that returns an
+:class:`UndecodableRequest` marker instead of raising (grpc aio would answer UNKNOWN
+with the exception's class name and log a traceback), and answers INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
-from sagascope.common.interceptors import UnaryBehavior, wrap_unary
+from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
 
 if TYPE_CHECKING:
     from sagascope.common.telemetry import Telemetry
@@ -37,18 +42,35 @@ class GrpcServerConfig:
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns :class:`ServiceError` into its status; anything else into a generic INTERNAL."""
+    """Turns :class:`ServiceError` into its status (with its ``google.rpc`` details), undecodable
+    requests into INVALID_ARGUMENT, and anything else into a generic INTERNAL."""
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        if handler is not None and handler.unary_unary is not None:
+            handler = grpc.unary_unary_rpc_method_handler(
+                handler.unary_unary,
+                request_deserializer=tolerant_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
                 try:
+                    if isinstance(request, UndecodableRequest):
+                        # A client bug or a probe, not our failure: WARNING, no traceback.
+                        log.warning(
+                            "undecodable %s request (%d bytes) to %s",
+                            request.message_type,
+                            request.size,
+                            method,
+                            extra={"event": "grpc.request.undecodable"},
+                        )
+                        raise request.error()
                     return await behavior(request, context)
                 except ServiceError as exc:
-                    await context.abort(exc.code, exc.message)
+                    await context.abort(exc.code, exc.message, exc.trailing_metadata())
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
                 except Exception:
