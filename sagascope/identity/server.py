@@ -9,16 +9,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from sagascope.api.identity.v1 import identity_pb2_grpc
 from sagascope.common.config import ConfigError
 from sagascope.common.server import GrpcServer, GrpcServerConfig, wait_for_stop_signal
 from sagascope.common.telemetry import init_telemetry
+from sagascope.common.telemetry.metrics import LoginMetrics
 from sagascope.identity.http import IdentityHttpServer
 from sagascope.identity.keys import KeyRing
 from sagascope.identity.login import LoginService
 from sagascope.identity.servicer import SERVICE_NAME, IdentityServicer
 from sagascope.identity.settings import IdentitySettings
+from sagascope.identity.throttle import LoginThrottle
 from sagascope.identity.tokens import TokenIssuer
 from sagascope.identity.users import UserStore
 
@@ -35,6 +38,7 @@ class RunningIdentity:
     http_server: IdentityHttpServer
     grpc_port: int
     http_port: int
+    login_metrics: LoginMetrics
 
     async def stop(self) -> None:
         await self.grpc_server.stop()
@@ -42,7 +46,9 @@ class RunningIdentity:
 
 
 async def start_identity(
-    settings: IdentitySettings, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    settings: IdentitySettings,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    login_metrics: LoginMetrics | None = None,
 ) -> RunningIdentity:
     """Load users and keys (failing fast, naming the variable), then start gRPC and HTTP."""
     users = UserStore.load(settings.users_file)
@@ -58,7 +64,8 @@ async def start_identity(
     issuer = TokenIssuer(
         keys, issuer=settings.issuer, audience=settings.audience, ttl_seconds=settings.token_ttl_seconds
     )
-    login = LoginService(users, issuer)
+    login_metrics = login_metrics or LoginMetrics.create(CollectorRegistry())
+    login = LoginService(users, issuer, LoginThrottle(settings.throttle, login_metrics))
 
     def register(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(login, keys), server)
@@ -86,14 +93,16 @@ async def start_identity(
         http_port,
         len(users),
     )
-    return RunningIdentity(settings, keys, grpc_server, http_server, grpc_port, http_port)
+    return RunningIdentity(settings, keys, grpc_server, http_server, grpc_port, http_port, login_metrics)
 
 
 async def serve(settings: IdentitySettings) -> None:
     telemetry = init_telemetry("identity-service")
     telemetry.instrument_aiohttp_server()  # before the HTTP app exists: it patches aiohttp's Application
     try:
-        running = await start_identity(settings, interceptors=telemetry.server_interceptors())
+        running = await start_identity(
+            settings, interceptors=telemetry.server_interceptors(), login_metrics=telemetry.metrics.login
+        )
         telemetry.start_metrics_server(settings.metrics_port)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, _reload_keys, running.keys)
