@@ -36,7 +36,9 @@ def _describe(stack: LocalStack) -> str:
 
 def _mongo_line(stack: LocalStack) -> str:
     if "mongo" not in stack.processes:
-        return os.environ.get("PAYMENT_MONGO_URL", "-")
+        from sagascope.payment.store import redact_url
+
+        return f"{redact_url(stack.mongo_url or '-')} (external; no nx-27017 started)"
     return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
 
 
@@ -73,23 +75,29 @@ async def _start(stack: LocalStack) -> bool:
 
 async def cmd_up(args: argparse.Namespace) -> int:
     stack = _stack(args.faults)
-    _print("starting sagascope (embedded: SQLite + nx-27017) ...")
+    _print(f"starting sagascope ({stack.storage_summary()}) ...")
     if not await _start(stack):
         return 1
+    stopped = _signalled()  # before saying so, or a quick Ctrl-C would kill us without the drain
     _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
-    await _until_signalled()
+    await stopped.wait()
     _print("stopping (draining in-flight calls) ...")
     await stack.stop()
     _print("stopped.")
     return 0
 
 
-async def _until_signalled() -> None:
+def _signalled() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (handlers installed now)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_signalled() -> None:
+    await _signalled().wait()
 
 
 async def cmd_stack(args: argparse.Namespace) -> int:
@@ -175,7 +183,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             f"reusing the running stack at {stack.order_target} (it must run with SAGASCOPE_FAULTS_ENABLED=true)"
         )
     else:
-        _print("starting the stack (identity, payment on nx-27017, order on SQLite) ...")
+        _print(f"starting the stack ({stack.storage_summary()}) ...")
         if not await _start(stack):
             return 1
         started_here = True
@@ -231,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagascope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="start the three services locally (SQLite + nx-27017); Ctrl-C stops them")
+    up = sub.add_parser(
+        "up",
+        help="start the three services locally (SQLite + nx-27017, or ORDER_DATABASE_URL / PAYMENT_MONGO_URL); "
+        "Ctrl-C stops them",
+    )
     up.add_argument(
         "--faults", action="store_true", help="enable fault injection (SAGASCOPE_FAULTS_ENABLED=true)"
     )
