@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
 from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
+from sagascope.common.reflection import enable_reflection
 
 if TYPE_CHECKING:
     from sagascope.common.telemetry import Telemetry
@@ -110,13 +110,8 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         register(self.server)
-        reflection.enable_server_reflection(
-            [
-                *self.service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.server,
+        enable_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server
         )
         self.port = 0
 
