@@ -1,0 +1,36 @@
+"""The fuzz tier: one in-process stack for the session; the summary printed at the end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fuzz.harness import TALLY, LogCapture, Services
+
+
+@pytest.fixture(scope="session")
+def log_capture() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory, log_capture: LogCapture) -> Iterator[Services]:
+    running = Services(tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.codes:
+        terminalreporter.write_line("")
+        terminalreporter.write_line(TALLY.render())
