@@ -235,6 +235,26 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(logs_command, args.correlation_id)
 
 
+async def cmd_certs(args: argparse.Namespace) -> int:
+    from sagascope.common.dev_certs import make_development_pki
+
+    out = Path(args.out)
+    issued = make_development_pki(out)
+    _print(f"development CA and certificates in {out.resolve()} (development only: the CA key is there too)")
+    for name, files in issued.items():
+        _print(f"  {name:<9} {files.cert.name}  {files.key.name}")
+    d = out.resolve()
+    _print(
+        "mutual TLS for the local services, e.g.:\n"
+        + "".join(
+            f"  export {svc}_TLS_CERT_FILE={d}/{name}.crt {svc}_TLS_KEY_FILE={d}/{name}.key {svc}_TLS_CA_FILE={d}/ca.crt\n"
+            for svc, name in (("IDENTITY", "identity"), ("ORDER", "order"), ("PAYMENT", "payment"), ("SAGASCOPE", "client"))
+        )
+        + "compose: docker compose -f docker-compose.yaml -f docker-compose.tls.yaml up (certificates in var/certs)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagascope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -291,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("correlation_id")
     logs.set_defaults(run=cmd_logs)
+
+    certs = sub.add_parser("certs", help="make a development CA and per-service TLS certificates (mutual TLS)")
+    certs.add_argument("--out", default=str(STATE_DIR / "certs"), help="directory for the PEM files (default var/certs)")
+    certs.set_defaults(run=cmd_certs)
     return parser
 
 

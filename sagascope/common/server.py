@@ -16,7 +16,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
@@ -26,6 +26,7 @@ from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
 from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
 from sagascope.common.reflection import enable_reflection
+from sagascope.common.tls import TlsSettings, server_credentials
 
 if TYPE_CHECKING:
     from sagascope.common.telemetry import Telemetry
@@ -39,6 +40,7 @@ class GrpcServerConfig:
     port: int
     max_message_bytes: int = 1024 * 1024
     grace_seconds: float = 10.0
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
@@ -119,7 +121,11 @@ class GrpcServer:
         """Bind and start; health stays NOT_SERVING until :meth:`set_serving`."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.config.host}:{self.config.port}"
-        self.port = self.server.add_insecure_port(address)
+        credentials = server_credentials(self.config.tls)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {address}")
         await self.server.start()

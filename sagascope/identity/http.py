@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 
 from aiohttp import web
 
@@ -25,8 +26,11 @@ _NOT_AN_OBJECT = "the body must be a JSON object {username, password}"
 
 
 class IdentityHttpServer:
-    def __init__(self, login: LoginService, keys: KeyRing, host: str, port: int) -> None:
+    def __init__(
+        self, login: LoginService, keys: KeyRing, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._login = login
+        self._ssl_context = ssl_context
         self._keys = keys
         self._host = host
         self._port = port
@@ -39,7 +43,7 @@ class IdentityHttpServer:
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port

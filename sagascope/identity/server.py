@@ -16,6 +16,7 @@ from sagascope.common.config import ConfigError
 from sagascope.common.server import GrpcServer, GrpcServerConfig, wait_for_stop_signal
 from sagascope.common.telemetry import init_telemetry
 from sagascope.common.telemetry.metrics import LoginMetrics
+from sagascope.common.tls import server_ssl_context
 from sagascope.identity.http import IdentityHttpServer
 from sagascope.identity.keys import KeyRing
 from sagascope.identity.login import LoginService
@@ -71,12 +72,14 @@ async def start_identity(
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(login, keys), server)
 
     grpc_server = GrpcServer(
-        GrpcServerConfig(host=settings.host, port=settings.grpc_port),
+        GrpcServerConfig(host=settings.host, port=settings.grpc_port, tls=settings.tls),
         [SERVICE_NAME],
         register,
         interceptors=interceptors,
     )
-    http_server = IdentityHttpServer(login, keys, settings.host, settings.http_port)
+    http_server = IdentityHttpServer(
+        login, keys, settings.host, settings.http_port, ssl_context=server_ssl_context(settings.tls)
+    )
     grpc_port = await grpc_server.start()
     try:
         http_port = await http_server.start()
@@ -86,9 +89,11 @@ async def start_identity(
         raise
     await grpc_server.set_serving()
     log.info(
-        "identity listening: gRPC %s:%d, HTTP %s:%d, %d users",
+        "identity listening: gRPC %s:%d (%s), HTTP%s %s:%d, %d users",
         settings.host,
         grpc_port,
+        settings.tls.describe(),
+        "S" if settings.tls.serves_tls else "",
         settings.host,
         http_port,
         len(users),

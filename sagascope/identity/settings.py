@@ -36,10 +36,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagascope.common.config import ConfigError, deployment_environment, env_float, env_int, env_str
+from sagascope.common.tls import TlsSettings
 from sagascope.identity.throttle import ThrottleSettings
 from sagascope.local.topology import IDENTITY, IDENTITY_HTTP
 
@@ -60,7 +61,8 @@ class IdentitySettings:
     audience: str = "sagascope"
     token_ttl_seconds: int = 900
     environment: str = DEVELOPMENT
-    throttle: ThrottleSettings = ThrottleSettings()
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def is_development(self) -> bool:
@@ -80,6 +82,7 @@ class IdentitySettings:
             audience=env_str("IDENTITY_AUDIENCE", "sagascope"),
             token_ttl_seconds=env_int("IDENTITY_TOKEN_TTL_SECONDS", 900),
             environment=deployment_environment(),
+            tls=TlsSettings.from_env("IDENTITY"),
             throttle=ThrottleSettings(
                 per_username=env_str("IDENTITY_LOGIN_LIMIT_PER_USERNAME", ThrottleSettings.per_username),
                 per_address=env_str("IDENTITY_LOGIN_LIMIT_PER_ADDRESS", ThrottleSettings.per_address),
