@@ -3,6 +3,7 @@ order -> identity login, JWKS over HTTPS), and clients without the right certifi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
 from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
+from sagascope.common import health_probe
 from sagascope.common.auth import AuthSettings
 from sagascope.common.dev_certs import IssuedFiles, issue, make_ca, make_development_pki
 from sagascope.common.telemetry import init_telemetry
@@ -139,6 +141,11 @@ async def test_health_probe_follows_the_client_tls_settings(mtls: TlsStack, monk
     monkeypatch.setenv("SAGASCOPE_TLS_KEY_FILE", str(client.key_file))
     monkeypatch.setenv("SAGASCOPE_TLS_CA_FILE", str(client.ca_file))
     assert await grpc_serving(mtls.order, timeout=5)
+    # ... and compose's probe, with grpc-health-probe's flags.
+    flags = ["--tls-ca-file", str(client.ca_file), "--tls-cert-file", str(client.cert_file),
+             "--tls-key-file", str(client.key_file)]  # fmt: skip
+    assert await asyncio.to_thread(health_probe.main, [mtls.payment, *flags]) == 0
+    assert await asyncio.to_thread(health_probe.main, [mtls.payment, "--tls-ca-file", str(client.ca_file)]) == 1
 
 
 async def test_tls_without_client_certificates_when_no_ca_is_set(tmp_path: Path) -> None:
