@@ -236,19 +236,24 @@ async def cmd_logs(args: argparse.Namespace) -> int:
 
 
 async def cmd_certs(args: argparse.Namespace) -> int:
+    return await asyncio.to_thread(_make_certs, Path(args.out))
+
+
+def _make_certs(out: Path) -> int:
     from sagascope.common.dev_certs import make_development_pki
 
-    out = Path(args.out)
     issued = make_development_pki(out)
     _print(f"development CA and certificates in {out.resolve()} (development only: the CA key is there too)")
     for name, files in issued.items():
         _print(f"  {name:<9} {files.cert.name}  {files.key.name}")
     d = out.resolve()
+    pairs = (("IDENTITY", "identity"), ("ORDER", "order"), ("PAYMENT", "payment"), ("SAGASCOPE", "client"))
     _print(
         "mutual TLS for the local services, e.g.:\n"
         + "".join(
-            f"  export {svc}_TLS_CERT_FILE={d}/{name}.crt {svc}_TLS_KEY_FILE={d}/{name}.key {svc}_TLS_CA_FILE={d}/ca.crt\n"
-            for svc, name in (("IDENTITY", "identity"), ("ORDER", "order"), ("PAYMENT", "payment"), ("SAGASCOPE", "client"))
+            f"  export {svc}_TLS_CERT_FILE={d}/{name}.crt {svc}_TLS_KEY_FILE={d}/{name}.key "
+            f"{svc}_TLS_CA_FILE={d}/ca.crt\n"
+            for svc, name in pairs
         )
         + "compose: docker compose -f docker-compose.yaml -f docker-compose.tls.yaml up (certificates in var/certs)"
     )
@@ -313,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.set_defaults(run=cmd_logs)
 
     certs = sub.add_parser("certs", help="make a development CA and per-service TLS certificates (mutual TLS)")
-    certs.add_argument("--out", default=str(STATE_DIR / "certs"), help="directory for the PEM files (default var/certs)")
+    certs.add_argument(
+        "--out", default=str(STATE_DIR / "certs"), help="directory for the PEM files (default var/certs)"
+    )
     certs.set_defaults(run=cmd_certs)
     return parser
 

@@ -172,7 +172,9 @@ class Services:
         )
         assert charged.payment.id
         orders = orders_pb2_grpc.OrderServiceStub(self.channels["order"])
-        listed = orders.ListOrders(orders_pb2.ListOrdersRequest(page_size=1), metadata=self.metadata("order"), timeout=10)
+        listed = orders.ListOrders(
+            orders_pb2.ListOrdersRequest(page_size=1), metadata=self.metadata("order"), timeout=10
+        )
         assert listed is not None
         created = orders.CreateOrder(request("fuzz-health-check"), metadata=self.metadata("order"), timeout=20)
         assert created.order.id

@@ -21,7 +21,9 @@ EDGE_TEXT = [
     "EUR", "eur", "XXX", "../../etc/passwd", "' OR 1=1 --", "${jndi:ldap://x}", "%s%n", "SKU-1", "order-1",
 ]  # fmt: skip
 
-text = st.one_of(st.sampled_from(EDGE_TEXT), st.text(max_size=40), st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,40}", fullmatch=True))
+text = st.one_of(
+    st.sampled_from(EDGE_TEXT), st.text(max_size=40), st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,40}", fullmatch=True)
+)
 
 
 def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:

@@ -99,7 +99,9 @@ async def test_undecodable_requests_get_invalid_argument_on_every_rpc_before_aut
 async def test_ids_ending_in_a_newline_are_refused(stack: OrderStack, value: str) -> None:
     """Defect 3: an admin cannot create an order for ``"bob\\n"`` (a different customer from ``bob``)."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stack.stub.CreateOrder(request(f"nl-{len(value)}", customer=value), metadata=stack.md("admin"), timeout=10)
+        await stack.stub.CreateOrder(
+            request(f"nl-{len(value)}", customer=value), metadata=stack.md("admin"), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [field for field, _ in field_violations(caught.value)] == ["customer_id"]
     bad_sku = request("nl-sku")

@@ -46,18 +46,15 @@ async def test_grpcurl_lists_describes_methods_and_calls_every_service(stack: Or
         described = await _grpcurl(target, "describe", f"{service}.{method}")
         assert f"{service}.{method} is a method" in described and f"rpc {method} (" in described
 
-    login = json.loads(
-        await _grpcurl("-d", '{"username": "alice", "password": "alice-dev-password"}', identity,
-                       "sagascope.identity.v1.IdentityService/Login")  # fmt: skip
-    )
+    credentials = '{"username": "alice", "password": "alice-dev-password"}'
+    login = json.loads(await _grpcurl("-d", credentials, identity, "sagascope.identity.v1.IdentityService/Login"))
     bearer = f"authorization: Bearer {login['access_token']}"
+    order_json = (
+        '{"customerId": "alice", "currency": "EUR", "idempotencyKey": "grpcurl-1",'
+        ' "items": [{"sku": "SKU-1", "quantity": 1, "unitPriceMinor": "1200"}]}'
+    )
     created = json.loads(
-        await _grpcurl(
-            "-H", bearer,
-            "-d", '{"customerId": "alice", "currency": "EUR", "idempotencyKey": "grpcurl-1",'
-            ' "items": [{"sku": "SKU-1", "quantity": 1, "unitPriceMinor": "1200"}]}',
-            order, "sagascope.orders.v1.OrderService/CreateOrder",
-        )  # fmt: skip
+        await _grpcurl("-H", bearer, "-d", order_json, order, "sagascope.orders.v1.OrderService/CreateOrder")
     )
     assert created["order"]["customer_id"] == "alice" and created["order"]["id"]
     service_token = f"authorization: Bearer {stack.tokens['admin']}"

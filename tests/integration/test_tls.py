@@ -79,7 +79,9 @@ async def _start_stack(tmp_path: Path, mutual: bool) -> AsyncIterator[TlsStack]:
         )  # fmt: skip
         order_port = await order.start()
         try:
-            yield TlsStack(f"localhost:{identity.grpc_port}", f"localhost:{payment_port}", f"localhost:{order_port}", pki)
+            yield TlsStack(
+                f"localhost:{identity.grpc_port}", f"localhost:{payment_port}", f"localhost:{order_port}", pki
+            )
         finally:
             await order.stop()
             await payment.stop()

@@ -25,7 +25,8 @@ def test_compose_tls_uses_the_files_sagascope_certs_makes(tmp_path: Path) -> Non
     made = {p.name for files in make_development_pki(tmp_path).values() for p in (files.cert, files.key)}
     compose = yaml.safe_load((ROOT / "docker-compose.tls.yaml").read_text())
     services = compose["services"]
-    for name, prefix, port in (("identity", "IDENTITY", 50051), ("payment", "PAYMENT", 50053), ("order", "ORDER", 50052)):
+    expected = (("identity", "IDENTITY", 50051), ("payment", "PAYMENT", 50053), ("order", "ORDER", 50052))
+    for name, prefix, port in expected:
         env = services[name]["environment"]
         for kind in ("CERT", "KEY", "CA"):
             assert Path(env[f"{prefix}_TLS_{kind}_FILE"]).name in made
