@@ -62,5 +62,6 @@ async def test_retry_after_is_the_time_until_the_window_frees_a_slot() -> None:
 def test_sagascope_certs_writes_a_ca_and_certificates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["certs", "--out", str(tmp_path / "certs")]) == 0
     names = sorted(p.name for p in (tmp_path / "certs").iterdir())
-    assert names == sorted(f"{n}.{ext}" for n in ("ca", "identity", "order", "payment", "client") for ext in ("crt", "key"))
+    made = ("ca", "identity", "order", "payment", "client")
+    assert names == sorted(f"{n}.{ext}" for n in made for ext in ("crt", "key"))
     assert "ORDER_TLS_CA_FILE=" in capsys.readouterr().out
