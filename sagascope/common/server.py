@@ -13,6 +13,7 @@ with the exception's class name and log a traceback), and answers INVALID_ARGUME
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -50,7 +51,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is not None and handler.unary_unary is not None:
+        if handler is not None and handler.unary_unary is None:
+            return _streaming_with_decode_guard(handler, method)
+        if handler is not None:
             handler = grpc.unary_unary_rpc_method_handler(
                 handler.unary_unary,
                 request_deserializer=tolerant_deserializer(handler.request_deserializer),
@@ -61,15 +64,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
                 try:
                     if isinstance(request, UndecodableRequest):
-                        # A client bug or a probe, not our failure: WARNING, no traceback.
-                        log.warning(
-                            "undecodable %s request (%d bytes) to %s",
-                            request.message_type,
-                            request.size,
-                            method,
-                            extra={"event": "grpc.request.undecodable"},
-                        )
-                        raise request.error()
+                        raise _refuse_undecodable(request, method)
                     return await behavior(request, context)
                 except ServiceError as exc:
                     await context.abort(exc.code, exc.message, exc.trailing_metadata())
@@ -86,6 +81,77 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return mapped
 
         return wrap_unary(handler, wrap)
+
+
+def _refuse_undecodable(request: UndecodableRequest, method: str) -> ServiceError:
+    # A client bug or a probe, not our failure: WARNING, no traceback.
+    log.warning(
+        "undecodable %s request (%d bytes) to %s",
+        request.message_type,
+        request.size,
+        method,
+        extra={"event": "grpc.request.undecodable"},
+    )
+    return request.error()
+
+
+def _streaming_with_decode_guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """Streaming handlers (reflection, health Watch): the same refusal for a message that does not decode."""
+
+    async def refuse(request: UndecodableRequest, context: grpc.aio.ServicerContext) -> None:
+        error = _refuse_undecodable(request, method)
+        await context.abort(error.code, error.message, error.trailing_metadata())
+
+    async def guarded(requests, context):  # type: ignore[no-untyped-def]
+        async for request in requests:
+            if isinstance(request, UndecodableRequest):
+                await refuse(request, context)
+            yield request
+
+    kwargs = {
+        "request_deserializer": tolerant_deserializer(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    # Keep each behaviour's style: an async generator yields responses, a coroutine writes them
+    # with context.write (health Watch) — grpc aio treats the two differently.
+    if handler.unary_stream is not None:
+        unary_stream = handler.unary_stream
+        if inspect.isasyncgenfunction(unary_stream):
+
+            async def one_in_yielding(request, context):  # type: ignore[no-untyped-def]
+                if isinstance(request, UndecodableRequest):
+                    await refuse(request, context)
+                async for response in unary_stream(request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(one_in_yielding, **kwargs)
+
+        async def one_in_writing(request, context):  # type: ignore[no-untyped-def]
+            if isinstance(request, UndecodableRequest):
+                await refuse(request, context)
+            await unary_stream(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(one_in_writing, **kwargs)
+    if handler.stream_stream is not None:
+        stream_stream = handler.stream_stream
+        if inspect.isasyncgenfunction(stream_stream):
+
+            async def many_in_yielding(requests, context):  # type: ignore[no-untyped-def]
+                async for response in stream_stream(guarded(requests, context), context):
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(many_in_yielding, **kwargs)
+
+        async def many_in_writing(requests, context):  # type: ignore[no-untyped-def]
+            await stream_stream(guarded(requests, context), context)
+
+        return grpc.stream_stream_rpc_method_handler(many_in_writing, **kwargs)
+    stream_unary = handler.stream_unary
+
+    async def many_to_one(requests, context):  # type: ignore[no-untyped-def]
+        return await stream_unary(guarded(requests, context), context)
+
+    return grpc.stream_unary_rpc_method_handler(many_to_one, **kwargs)
 
 
 class GrpcServer:

@@ -136,3 +136,27 @@ async def test_refusals_carry_bad_request_field_violations_and_keep_the_message(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stack.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=""), metadata=stack.md("alice"), timeout=5)
     assert field_violations(caught.value) == [("order_id", "is required")]
+
+
+async def test_undecodable_streaming_requests_get_invalid_argument(
+    stack: OrderStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect 1 on the streaming RPCs too: reflection (both versions) and health Watch."""
+    caplog.set_level(logging.WARNING)
+    for service in ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"):
+        call = stack.channel.stream_stream(f"/{service}/ServerReflectionInfo")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in call(iter([TRUNCATED]), timeout=10):
+                pass
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+        assert [field for field, _ in field_violations(caught.value)] == ["request"]
+    watch = stack.channel.unary_stream("/grpc.health.v1.Health/Watch")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in watch(TRUNCATED, timeout=10):
+            pass
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A valid Watch still streams its first status, and reflection still lists services.
+    async for reply in stack.channel.unary_stream("/grpc.health.v1.Health/Watch")(b"", timeout=10):
+        assert health_pb2.HealthCheckResponse.FromString(reply).status == health_pb2.HealthCheckResponse.SERVING
+        break
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
