@@ -11,7 +11,17 @@ from tests.fuzz.harness import TALLY, LogCapture, Services
 
 
 @pytest.fixture(scope="session")
-def log_capture() -> Iterator[LogCapture]:
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    running = Services(tmp_path_factory.mktemp("fuzz"))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="session")
+def log_capture(services: Services) -> Iterator[LogCapture]:
+    # Attached after the services start: starting them (re)configures the root logger's handlers.
     capture = LogCapture()
     root = logging.getLogger()
     root.addHandler(capture)
@@ -19,15 +29,6 @@ def log_capture() -> Iterator[LogCapture]:
         yield capture
     finally:
         root.removeHandler(capture)
-
-
-@pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory, log_capture: LogCapture) -> Iterator[Services]:
-    running = Services(tmp_path_factory.mktemp("fuzz"))
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

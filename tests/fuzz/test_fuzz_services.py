@@ -100,6 +100,10 @@ def test_http_login_bodies(services: Services, log_capture: LogCapture, body: by
 
 
 def test_http_login_still_works_and_logs_no_secret(services: Services, log_capture: LogCapture) -> None:
+    # The capture sees the services' records (else the secret checks would prove nothing).
+    login = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].methods_by_name["Login"]
+    services.call("identity", login, b"\x0a\x7f")
+    assert log_capture.containing("undecodable sagascope.identity.v1.LoginRequest request (2 bytes)")
     body = json.dumps({"username": "alice", "password": "alice-dev-password"}).encode()
     status, _, raw = _post_login(f"{services.http_url}/auth/login", body, {"Content-Type": "application/json"})
     assert status == 200, raw
