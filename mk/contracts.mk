@@ -9,7 +9,7 @@ buf-install: ## build buf once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/bin 
 	$(BUF_SH) install
 
 GRPCURL_VERSION ?= $(shell sed -n 's/^GRPCURL_VERSION=//p' .env)
-grpcurl-install: ## build grpcurl ($$GRPCURL_VERSION from .env) once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/tools
+grpcurl-install: ## build grpcurl (GRPCURL_VERSION in .env) once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/tools
 	bash scripts/backends/go_tool.sh grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl $(GRPCURL_VERSION)
 
 buf-lint: ## buf lint protos/ (STANDARD rules)
