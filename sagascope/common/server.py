@@ -5,7 +5,7 @@ server reflection (``v1`` and ``v1alpha``), the error-mapping interceptor, a max
 message size, and a graceful stop that drains in-flight calls on SIGTERM/SIGINT.
 
 A request whose bytes do not decode never reaches a servicer: the error-mapping
-interceptor swaps each unary handler's deserializer for one that returns an
+interceptor swaps each handler's deserializer (unary and streaming) for one returning an
 :class:`UndecodableRequest` marker instead of raising (grpc aio would answer UNKNOWN
 with the exception's class name and log a traceback), and answers INVALID_ARGUMENT.
 """

@@ -101,9 +101,14 @@ class LogCapture(logging.Handler):
         with self._lock2:
             self.lines.append(text)
 
-    def containing(self, secret: str) -> list[str]:
+    def mark(self) -> int:
         with self._lock2:
-            return [line for line in self.lines if secret in line]
+            return len(self.lines)
+
+    def containing(self, secret: str, since: int = 0) -> list[str]:
+        """Lines holding ``secret``, among those written after ``since`` (a :meth:`mark`)."""
+        with self._lock2:
+            return [line for line in self.lines[since:] if secret in line]
 
 
 class Services:
