@@ -106,7 +106,9 @@ class LocalStack:
         base_env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         p = self.ports
         mongo_url = self.mongo_url or f"mongodb://{address(p.mongo)}"
-        jwks = f"http://{address(p.identity_http)}{JWKS_PATH}"
+        # identity's HTTP port speaks TLS when it has a certificate (sagascope.common.tls)
+        scheme = "https" if base_env.get("IDENTITY_TLS_CERT_FILE") else "http"
+        jwks = f"{scheme}://{address(p.identity_http)}{JWKS_PATH}"
         service_env = {
             IDENTITY.grpc.env: str(p.identity_grpc),
             IDENTITY_HTTP.env: str(p.identity_http),

@@ -69,7 +69,7 @@ async def _start_stack(tmp_path: Path, mutual: bool) -> AsyncIterator[TlsStack]:
         order = OrderApp(
             OrderSettings(
                 host="127.0.0.1", grpc_port=0, metrics_port=0, database_url=f"sqlite:///{tmp_path / 'o.db'}",
-                migrate=True, pool_size=5, payment_target=f"localhost:{payment_port}",
+                migrate=True, pool_size=5, payment_target=f"127.0.0.1:{payment_port}",  # an IP SAN
                 identity_target=f"localhost:{identity.grpc_port}", service_username="order-service",
                 service_password=DEMO_PASSWORDS["order-service"], payment_timeout_s=2.0, payment_max_attempts=2,
                 breaker_fail_max=5, breaker_reset_s=2.0, lease_seconds=2.0, recovery_interval_s=0.5,
