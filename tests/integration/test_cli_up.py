@@ -79,3 +79,54 @@ def test_the_summary_names_the_real_stores_and_hides_passwords(tmp_path: Path) -
     assert "s3cret" not in summary and "hunter2" not in summary
     assert summary.startswith("orders on PostgreSQL postgresql://orders:***@db:5432/orders, payments on MongoDB ")
     assert "mongo" not in external.processes
+
+
+async def test_up_with_mutual_tls_from_sagascope_certs(tmp_path: Path) -> None:
+    """`sagascope certs`, the exports it prints, then `sagascope up` and `sagascope order` over mutual TLS."""
+    from sagascope.common.dev_certs import make_development_pki
+
+    certs = make_development_pki(tmp_path / "certs")
+    tls_env = {}
+    for prefix, name in (("IDENTITY", "identity"), ("ORDER", "order"), ("PAYMENT", "payment"), ("SAGASCOPE", "client")):
+        tls_env |= {
+            f"{prefix}_TLS_CERT_FILE": str(certs[name].cert),
+            f"{prefix}_TLS_KEY_FILE": str(certs[name].key),
+            f"{prefix}_TLS_CA_FILE": str(certs["ca"].cert),
+        }
+    ports = Ports.free()
+    env = {**os.environ, **_port_env(ports), **tls_env, "SAGASCOPE_STATE_DIR": str(tmp_path / "state"),
+           "SAGASCOPE_TELEMETRY": "off"}  # fmt: skip
+    for key in ("ORDER_DATABASE_URL", "PAYMENT_MONGO_URL"):
+        env.pop(key, None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sagascope.cli.main", "up",
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(UP_TIMEOUT_SECONDS):
+            while not any("Ctrl-C stops everything" in line for line in output):
+                line = (await process.stdout.readline()).decode()
+                assert line, "sagascope up exited early:\n" + "".join(output)
+                output.append(line)
+        order = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sagascope.cli.main", "order",
+            "--target", f"127.0.0.1:{ports.order_grpc}", "--identity", f"127.0.0.1:{ports.identity_grpc}",
+            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        placed, _ = await asyncio.wait_for(order.communicate(), 60)
+        assert order.returncode == 0 and "COMPLETED" in placed.decode(), placed.decode()
+        plain = {k: v for k, v in env.items() if not k.startswith("SAGASCOPE_TLS_")}
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sagascope.cli.main", "order",
+            "--target", f"127.0.0.1:{ports.order_grpc}", "--identity", f"127.0.0.1:{ports.identity_grpc}",
+            env=plain, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        await asyncio.wait_for(refused.communicate(), 60)
+        assert refused.returncode != 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 60)
+        output.append(rest.decode())
+    assert process.returncode == 0, "".join(output)
