@@ -10,7 +10,7 @@ from sagascope.common.money import MAX_AMOUNT_MINOR, is_known_currency
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 512
 # Ids and keys are opaque, but printable and without spaces so they log and index cleanly.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-@/+=]+$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-@/+=]+")
 
 
 def require_id(value: str, field: str, max_length: int = MAX_ID_LENGTH) -> str:
@@ -18,7 +18,7 @@ def require_id(value: str, field: str, max_length: int = MAX_ID_LENGTH) -> str:
         raise InvalidArgument(field, "is required")
     if len(value) > max_length:
         raise InvalidArgument(field, f"is {len(value)} characters long; at most {max_length} are allowed")
-    if not _ID_PATTERN.match(value):
+    if not _ID_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field, "may contain only letters, digits and . _ : - @ / + = (no spaces or control characters)"
         )

@@ -20,6 +20,7 @@ from sagascope.common.saga.recovery import RecoveryWorker
 from sagascope.common.saga.store import SagaStore
 from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from sagascope.common.telemetry import Telemetry, init_telemetry
+from sagascope.common.tls import open_channel
 from sagascope.order.database import create_engine, migrate
 from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
@@ -39,8 +40,8 @@ class OrderApp:
         self.telemetry.instrument_sqlalchemy(self.engine)
         sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.faults = FaultInjector(settings.faults)
-        self._payment_channel = grpc.aio.insecure_channel(
-            settings.payment_target, interceptors=self.telemetry.client_interceptors()
+        self._payment_channel = open_channel(
+            settings.payment_target, settings.tls, interceptors=self.telemetry.client_interceptors()
         )
         self.payments = PaymentParticipant(
             self._payment_channel,
@@ -53,7 +54,7 @@ class OrderApp:
                 self.telemetry.resilience_events(),
             ),
             ServiceTokenSource(
-                settings.identity_target, settings.service_username, settings.service_password
+                settings.identity_target, settings.service_username, settings.service_password, tls=settings.tls
             ),
             self.faults,
         )
@@ -70,12 +71,12 @@ class OrderApp:
             orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(book), server)
 
         self._grpc = GrpcServer(
-            GrpcServerConfig(host=settings.host, port=settings.grpc_port),
+            GrpcServerConfig(host=settings.host, port=settings.grpc_port, tls=settings.tls),
             [SERVICE_NAME],
             register,
             interceptors=[
                 *self.telemetry.server_interceptors(),
-                AuthInterceptor(TokenVerifier(settings.auth), METHOD_ROLES),
+                AuthInterceptor(TokenVerifier(settings.auth, tls=settings.tls), METHOD_ROLES),
                 FaultHeaderInterceptor(self.faults.settings),
             ],
         )
@@ -92,7 +93,9 @@ class OrderApp:
             raise
         self.recovery.start()
         await self._grpc.set_serving()
-        log.info("order service listening on %s:%d", self.settings.host, self.port)
+        log.info(
+            "order service listening on %s:%d (%s)", self.settings.host, self.port, self.settings.tls.describe()
+        )
         return self.port
 
     async def stop(self) -> None:
