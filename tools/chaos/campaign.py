@@ -122,6 +122,7 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
     binary = await asyncio.to_thread(server_binary)
     env = Environment(args.state_dir, tuning, binary, say)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    commit = _commit()
     clients: Clients | None = None
     try:
         await env.start()
@@ -138,7 +139,9 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         faults_end = clock()
         restarted = await env.ensure_running()
         say("faults stopped; waiting for recovery")
+        quiet_from = clock()
         converged = await wait_converged(env, args.converge_timeout, say)
+        converged_at = None if converged is None else round(quiet_from + converged, 1)
         say(f"converged after {converged} s" if converged is not None else "did NOT converge")
         facts = await read_facts(env.database_url, env.mongo_url)
         limit = limit_minor(int(os.environ.get("PAYMENT_LIMIT_MAJOR") or 1000), "EUR")
@@ -152,9 +155,9 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
     return report.CampaignResult(
         seed=args.seed, sagas=args.sagas, concurrency=args.concurrency, client_timeout_s=args.client_timeout,
         tuning=tuning, command=command, started_at=started_at,
-        host=f"{platform.node()} ({os.cpu_count()} CPUs, shared)", commit=_commit(), plans=plans, faults=faults,
+        host=f"{platform.node()} ({os.cpu_count()} CPUs, shared)", commit=commit, plans=plans, faults=faults,
         replies=replies, facts=facts, violations=violations, workload_end_s=workload_end, faults_end_s=faults_end,
-        converged_s=converged, converge_bound_s=args.converge_timeout, total_s=clock(),
+        converged_s=converged, converged_at_s=converged_at, converge_bound_s=args.converge_timeout, total_s=clock(),
         restarted_at_end=restarted, limit_minor=limit,
     )
 

@@ -36,6 +36,7 @@ class CampaignResult:
     workload_end_s: float
     faults_end_s: float
     converged_s: float | None  # seconds after the faults and the workload stopped; None: not in time
+    converged_at_s: float | None  # since the campaign started
     converge_bound_s: float
     total_s: float
     limit_minor: int
@@ -88,8 +89,8 @@ def render(result: CampaignResult) -> str:
         "",
         f"**{verdict}**: {r.sagas} sagas, {len(r.faults)} scheduled faults of {len(all_kinds())} kinds, "
         f"{len(r.replies)} client replies; **{len(r.violations)} violation(s)**; "
-        + (f"converged {r.converged_s:.1f} s after the faults and the workload stopped"
-           if r.converged_s is not None else f"NOT converged within {r.converge_bound_s:.0f} s")
+        + (f"converged {r.converged_at_s - r.faults_end_s:.1f} s after the last fault"
+           if r.converged_at_s is not None else f"NOT converged within {r.converge_bound_s:.0f} s")
         + ".",
         "",
         f"- seed {r.seed}, {r.sagas} sagas, {r.concurrency} in flight, client deadline {r.client_timeout_s:g} s",
@@ -157,9 +158,13 @@ def render(result: CampaignResult) -> str:
     out += ["", f"Keys that made no order at all (every client got an error before the order was reserved): "
                 f"{len(keys_without_order)}.", "", "## Convergence", ""]
     if r.converged_s is not None:
-        out.append(f"Faults stopped at {r.faults_end_s:.1f} s and the workload at {r.workload_end_s:.1f} s; every saga "
-                   f"and order was terminal, and stayed so, {r.converged_s:.1f} s later (bound "
-                   f"{r.converge_bound_s:.0f} s: a parked compensation retries after at most 60 s, plus a few leases).")
+        assert r.converged_at_s is not None
+        out.append(f"The last fault was healed (its process healthy again) at {r.faults_end_s:.1f} s and the workload "
+                   f"ended at {r.workload_end_s:.1f} s; every saga and order was terminal, with the payments no "
+                   f"longer changing, at {r.converged_at_s:.1f} s: **{r.converged_at_s - r.faults_end_s:.1f} s after "
+                   f"the last fault**, {r.converged_s:.1f} s after both had stopped (bound {r.converge_bound_s:.0f} s: "
+                   "a parked compensation retries after at most 60 s, plus a few leases). The workload's last 15 % "
+                   "ran without faults, so recovery overlapped it.")
     else:
         out.append(f"Not every saga was terminal within {r.converge_bound_s:.0f} s; see the violations.")
     if r.restarted_at_end:
