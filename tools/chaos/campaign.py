@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from tools.chaos import report
 from tools.chaos.auditor import TERMINAL_ORDER, TERMINAL_SAGA, audit, read_facts, read_payments
 from tools.chaos.environment import Environment, ServiceTuning
 from tools.chaos.injector import Gate, Injector, ToxicSettings
+from tools.chaos.logs import error_causes, timelines
 from tools.chaos.schedule import build_schedule
 from tools.chaos.toxiproxy import server_binary
 from tools.chaos.workload import Clients, build_workload, run_workload
@@ -35,6 +37,7 @@ from tools.chaos.workload import Clients, build_workload, run_workload
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPORT = ROOT / "benchmarks" / "chaos" / "REPORT.md"
 RAW_DIR = ROOT / "benchmarks" / "out" / "chaos"
+TIMELINES_SHOWN = 4
 
 
 def _env_int(name: str, default: int) -> int:
@@ -150,6 +153,8 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         if clients is not None:
             await clients.close()
         await env.stop()
+    service_logs = env.state_dir / "stack" / "logs"
+    violating = sorted({m for v in violations for m in re.findall(r"ord_[0-9a-f]+", v.subject)})
     command = (f"make chaos CHAOS_SAGAS={args.sagas} CHAOS_SEED={args.seed} CHAOS_CONCURRENCY={args.concurrency}"
                + (f" CHAOS_TELEMETRY={args.telemetry}" if args.telemetry != "on" else ""))
     return report.CampaignResult(
@@ -158,7 +163,8 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         host=f"{platform.node()} ({os.cpu_count()} CPUs, shared)", commit=commit, plans=plans, faults=faults,
         replies=replies, facts=facts, violations=violations, workload_end_s=workload_end, faults_end_s=faults_end,
         converged_s=converged, converged_at_s=converged_at, converge_bound_s=args.converge_timeout, total_s=clock(),
-        restarted_at_end=restarted, limit_minor=limit,
+        restarted_at_end=restarted, limit_minor=limit, error_causes=error_causes(service_logs),
+        timelines=timelines(service_logs, set(violating[:TIMELINES_SHOWN])),
     )
 
 

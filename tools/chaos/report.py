@@ -41,6 +41,8 @@ class CampaignResult:
     total_s: float
     limit_minor: int
     restarted_at_end: list[str] = field(default_factory=list)
+    error_causes: Counter[str] = field(default_factory=Counter)  # the services' ERROR log lines by cause
+    timelines: dict[str, list[str]] = field(default_factory=dict)  # violating orders' saga events
 
     @property
     def missing_kinds(self) -> list[str]:
@@ -173,6 +175,7 @@ def render(result: CampaignResult) -> str:
     if not r.violations:
         out.append("None.")
     else:
+        out += ["Root causes found so far, and the fixes proposed: `benchmarks/chaos/FINDINGS.md`.", ""]
         out += _table(("check", "count"), _counts(Counter(v.check for v in r.violations)))
         out.append("")
         out += _table(("check", "ids", "detail"),
@@ -180,6 +183,10 @@ def render(result: CampaignResult) -> str:
                        for v in r.violations[:VIOLATIONS_LISTED]])
         if len(r.violations) > VIOLATIONS_LISTED:
             out.append(f"\n…and {len(r.violations) - VIOLATIONS_LISTED} more in the JSON file.")
+    if r.timelines:
+        out += ["", "Saga events of the violating orders (first few), from the services' logs:", ""]
+        for order_id, lines in r.timelines.items():
+            out += [f"- `{order_id}`", "", "  ```", *(f"  {line}" for line in lines), "  ```", ""]
     if r.fault_errors or r.missing_kinds:
         out += ["", "Faults that could not be injected (a failure of the campaign):", ""]
         out += [f"- {f.kind} at saga {f.at_saga}: {f.error}" for f in r.fault_errors]
@@ -187,8 +194,12 @@ def render(result: CampaignResult) -> str:
     out += ["", "## Observations (not violations)", ""]
     odd = Counter(x.code for x in r.replies if x.code in ("INTERNAL", "UNKNOWN"))
     if odd:
-        samples = sorted({f"{x.code}: {x.message[:120]}" for x in r.replies if x.code in odd})[:6]
-        out.append(f"- Replies with INTERNAL/UNKNOWN: {dict(odd)}; samples: " + "; ".join(f"`{s}`" for s in samples))
+        out.append(f"- Replies with INTERNAL/UNKNOWN: {dict(odd)} (the causes are in the ERROR lines below).")
+    if r.error_causes:
+        out += ["- ERROR lines in the services' logs, by process, message and exception:", ""]
+        out += ["  " + line for line in _table(("count", "cause"), [
+            (count, cause.replace("|", "/")) for cause, count in r.error_causes.most_common(12)])]
+        out.append("")
     answers: dict[str, set[str]] = defaultdict(set)
     for (key, _copy), reply in final.items():
         answers[key].add(_reply_label(reply))
