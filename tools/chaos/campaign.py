@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         workload_end = clock()
         say(f"workload done: {len(replies)} replies")
         faults = await faults_task
-        faults_end = clock()
+        faults_end = max((f.ended_s for f in faults), default=clock())  # the last fault healed
         restarted = await env.ensure_running()
         say("faults stopped; waiting for recovery")
         quiet_from = clock()

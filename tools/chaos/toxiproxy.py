@@ -88,11 +88,6 @@ class Toxiproxy:
                 raise ToxiproxyError(f"{method} {path}: HTTP {reply.status}: {text[:300]}")
             return await reply.json(content_type=None) if text else None
 
-    async def version(self) -> str:
-        assert self._session is not None
-        async with self._session.get(f"{self.url}/version") as reply:
-            return (await reply.text()).strip()
-
     async def create_proxy(self, proxy: Proxy) -> None:
         await self._call("POST", "/proxies", {"name": proxy.name, "listen": proxy.listen,
                                               "upstream": proxy.upstream, "enabled": True})
@@ -107,9 +102,6 @@ class Toxiproxy:
 
     async def remove_toxic(self, proxy: str, name: str) -> None:
         await self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
-
-    async def toxics(self, proxy: str) -> list[dict[str, Any]]:
-        return list(await self._call("GET", f"/proxies/{proxy}/toxics") or [])
 
     async def reset(self) -> None:
         """Every proxy enabled, every toxic removed."""
