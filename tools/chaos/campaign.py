@@ -25,6 +25,7 @@ from sagascope.common.saga.store import saga_instances
 from sagascope.order.database import async_url
 from sagascope.order.tables import orders
 from sagascope.payment.domain import limit_minor
+from tests.support import postgres as pg_support
 from tools.chaos import report
 from tools.chaos.auditor import TERMINAL_ORDER, TERMINAL_SAGA, audit, read_facts, read_payments
 from tools.chaos.environment import Environment, ServiceTuning
@@ -170,6 +171,10 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    reason = pg_support.unavailable_reason()
+    if reason:  # never pass silently: say why the campaign cannot run, and fail
+        print(f"chaos: cannot run: {reason}", file=sys.stderr)
+        return 2
     result = asyncio.run(run(args))
     raw = RAW_DIR / f"chaos-{args.seed}-{args.sagas}.json"
     report.write(result, args.report, raw)
