@@ -1,4 +1,4 @@
-"""What `make chaos` found in the saga executor, reduced to one deterministic test each.
+"""What `make chaos` found in the order service, reduced to one deterministic test each.
 
 Finding 1 (seed 7, 2,000 sagas: 8 CANCELLED orders whose charge stayed CHARGED). The saga log says
 the charge may have been sent (``step_started`` at the charge step): the orchestrator was SIGKILLed
@@ -22,9 +22,13 @@ import grpc
 import pytest
 from sqlalchemy import insert
 
-from sagascope.common.resilience import DownstreamUnavailable
+from sagascope.api.payments.v1 import payments_pb2
+from sagascope.common import validation
+from sagascope.common.faults import FaultInjector, FaultSettings
+from sagascope.common.resilience import Downstream, DownstreamUnavailable
 from sagascope.common.saga.recovery import RecoveryWorker
 from sagascope.common.saga.store import SagaRecord, SagaStatus
+from sagascope.order.payment_client import PaymentParticipant
 from tests.unit.test_saga_executor import (  # noqa: F401  (sessions is a fixture)
     ScriptedPayments,
     State,
@@ -56,3 +60,41 @@ async def test_resumed_charge_that_may_have_landed_is_refunded_when_the_retry_is
     assert await ledger_status(sessions, "o20") == "CANCELLED"
     # The earlier attempt may have charged: the compensation must refund by the charge's key.
     assert ("refund", "s20:charge:compensate", "by-key:s20:charge") in payments.calls
+
+
+# Finding 2 (seed 7, 2,000 sagas, commit 6d981b0: 3 sagas FAILED forever, their charges kept). confirm
+# failed on a broken PostgreSQL connection; SQLAlchemy's message, and so the saga's failure_reason,
+# spans lines ("...\n[SQL: UPDATE orders ...]\n[parameters: ...]"). The refund carries that reason to
+# payment, which refuses control characters (INVALID_ARGUMENT: reason: must not contain control
+# characters); recovery retries the same refund with the same reason, forever.
+
+
+class _CapturingStub:
+    def __init__(self) -> None:
+        self.requests: list[payments_pb2.RefundPaymentRequest] = []
+
+    async def RefundPayment(self, request, timeout=None, metadata=None):  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        return payments_pb2.RefundPaymentResponse(payment=payments_pb2.Payment(id=request.payment_id))
+
+
+class _Tokens:
+    async def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", "Bearer t"),)
+
+
+@pytest.mark.xfail(strict=True, reason="make chaos finding 2: a multi-line failure reason is sent as the refund "
+                                       "reason, which payment refuses, so the compensation never finishes")
+async def test_refund_reason_sent_to_payment_passes_payments_own_validation() -> None:
+    participant = PaymentParticipant.__new__(PaymentParticipant)
+    stub = _CapturingStub()
+    participant._stub = stub  # type: ignore[assignment]
+    participant.downstream = Downstream("payment-service")
+    participant._tokens = _Tokens()  # type: ignore[assignment]
+    participant._faults = FaultInjector(FaultSettings())
+    reason = ("confirm: unexpected DBAPIError: connection was closed in the middle of operation\n"
+              "[SQL: UPDATE orders SET status=$1::VARCHAR WHERE orders.id = $5::VARCHAR]\n"
+              "(Background on this error at: https://sqlalche.me/e/20/dbapi)")
+    await participant.refund(payment_id="pay-1", charge_key="s:charge", key="s:charge:compensate", reason=reason)
+    sent = stub.requests[0].reason
+    validation.optional_text(sent, "reason")  # what payment applies: raises InvalidArgument today

@@ -260,7 +260,7 @@ def check_replies(facts: Facts, replies: Iterable[ClientReply]) -> list[Violatio
             if order is None or order.id != named.group(1) or order.status != "CANCELLED":
                 found.append(Violation(
                     "reply-mismatch", f"{where} order {named.group(1)}",
-                    f"told the order was cancelled; the key's order is "
+                    f"told the order was or would be cancelled; the key's order is "
                     f"{f'{order.id} {order.status}' if order else 'missing'}",
                 ))
     return found

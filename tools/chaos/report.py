@@ -179,7 +179,7 @@ def render(result: CampaignResult) -> str:
         out += _table(("check", "count"), _counts(Counter(v.check for v in r.violations)))
         out.append("")
         out += _table(("check", "ids", "detail"),
-                      [(v.check, f"`{v.subject}`", v.detail.replace("|", "/"))
+                      [(v.check, f"`{v.subject}`", " ".join(v.detail.replace("|", "/").split()))
                        for v in r.violations[:VIOLATIONS_LISTED]])
         if len(r.violations) > VIOLATIONS_LISTED:
             out.append(f"\n…and {len(r.violations) - VIOLATIONS_LISTED} more in the JSON file.")
