@@ -7,10 +7,11 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import Update, and_, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.errors import InvalidArgument
+from sagascope.common.saga.definition import Claim, Write
 from sagascope.order.tables import order_items, orders
 
 
@@ -48,25 +49,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-# Statements are built once with bind parameters: SQLAlchemy then reuses the compiled form
-# instead of coercing literal values and computing a cache key on every call (the hot path).
-_SET_STATUS = (
-    update(orders)
-    .where(orders.c.id == bindparam("order_id_"))
-    .values(
-        status=bindparam("status_"),
-        payment_id=bindparam("payment_id_"),
-        failure_reason=bindparam("failure_reason_"),
-        updated_at=bindparam("updated_at_"),
-    )
-)
 _BY_ID = orders.c.id == bindparam("order_id_")
 _BY_KEY = and_(orders.c.customer_id == bindparam("customer_id_"), orders.c.idempotency_key == bindparam("key_"))
 
 
-async def insert_order(session: AsyncSession, row: OrderRow) -> None:
-    await session.execute(
-        insert(orders),
+def insert_order(row: OrderRow) -> list[Write]:
+    """The order (the saga's claim on its idempotency key) and its items."""
+    claim = Claim(
+        orders,
         {
             "id": row.id,
             "customer_id": row.customer_id,
@@ -82,9 +72,9 @@ async def insert_order(session: AsyncSession, row: OrderRow) -> None:
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         },
+        unique_on=("customer_id", "idempotency_key"),
     )
-    await session.execute(
-        insert(order_items),
+    items = insert(order_items).values(
         [
             {
                 "order_id": row.id,
@@ -94,22 +84,16 @@ async def insert_order(session: AsyncSession, row: OrderRow) -> None:
                 "unit_price_minor": it.unit_price_minor,
             }
             for i, it in enumerate(row.items)
-        ],
+        ]
     )
+    return [claim, items]
 
 
-async def set_status(
-    session: AsyncSession, order_id: str, status: str, *, payment_id: str = "", failure_reason: str = ""
-) -> None:
-    await session.execute(
-        _SET_STATUS,
-        {
-            "order_id_": order_id,
-            "status_": status,
-            "payment_id_": payment_id,
-            "failure_reason_": failure_reason[:2000],
-            "updated_at_": now(),
-        },
+def set_status(order_id: str, status: str, *, payment_id: str = "", failure_reason: str = "") -> Update:
+    return (
+        update(orders)
+        .where(orders.c.id == order_id)
+        .values(status=status, payment_id=payment_id, failure_reason=failure_reason[:2000], updated_at=now())
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
@@ -37,7 +36,6 @@ class OrderApp:
         self.telemetry = telemetry or init_telemetry("order-service")
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
-        sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.faults = FaultInjector(settings.faults)
         self._payment_channel = grpc.aio.insecure_channel(
             settings.payment_target, interceptors=self.telemetry.client_interceptors()
@@ -57,7 +55,7 @@ class OrderApp:
             ),
             self.faults,
         )
-        self.store = SagaStore(sessions, settings.instance_id, settings.lease_seconds)
+        self.store = SagaStore(self.engine, settings.instance_id, settings.lease_seconds)
         self.executor = SagaExecutor(
             create_order_saga(OrderSagaSteps(self.payments, self.faults)),
             self.store,

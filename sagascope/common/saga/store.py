@@ -5,20 +5,47 @@ compare-and-set on the owner, so two orchestrator replicas can run recovery at
 once: a saga is driven by exactly one of them, and a replica that lost its lease
 stops at its next write (:class:`LeaseLost`). Times are epoch seconds (floats)
 so SQLite and PostgreSQL compare them the same way.
+
+A local step's writes go with the saga-log write, all or nothing. On PostgreSQL
+that is ONE statement in autocommit (one round trip, no BEGIN/COMMIT): the writes
+are data-modifying CTEs and the statement ends in ``saga_guard(...)``, a function
+from the migrations that raises when the lease CAS (or a new saga's claim) matched
+no row, which rolls every part of the statement back. On SQLite (embedded, in
+process) the same writes run in one transaction, checked statement by statement.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
+
+from sagascope.common.saga.definition import Claim, Write
 
 SAGA_METADATA = MetaData()
 
@@ -42,8 +69,14 @@ saga_instances = Table(
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Why the saga compensates, as a kind (FailureKind); the reason in words is failure_reason.
+    Column("failure_kind", String(16), nullable=False, default="", server_default=""),
     Index("ix_saga_instances_due", "status", "next_attempt_at"),
 )
+
+# Raised by saga_guard() (migration 0002) on PostgreSQL; the message starts with this.
+GUARD_MESSAGE = "saga guard: "
+_CLAIMED, _LEASE = "claim found an existing row", "lease lost"
 
 
 # The saga log write on every transition, compiled once (bind parameters, not literals).
@@ -54,8 +87,8 @@ _WRITE = (
         {
             name: bindparam(f"{name}_")
             for name in (
-                "status", "step_index", "step_started", "state", "failure_reason", "attempts",
-                "next_attempt_at", "lease_expires_at", "updated_at",
+                "status", "step_index", "step_started", "state", "failure_reason", "failure_kind",
+                "attempts", "next_attempt_at", "lease_expires_at", "updated_at",
             )
         }
     )
@@ -74,6 +107,19 @@ class SagaStatus(StrEnum):
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
 
 
+class FailureKind(StrEnum):
+    """What made the saga compensate (or park): decides what its caller is told."""
+
+    NONE = ""
+    # The step said no (StepFailed, e.g. payment declined): a business outcome.
+    BUSINESS = "business"
+    # The participant refused the call (a non-retryable gRPC status).
+    REJECTED = "rejected"
+    # The participant could not be reached (breaker open, deadline, UNAVAILABLE): infrastructure.
+    UNAVAILABLE = "unavailable"
+    UNEXPECTED = "unexpected"
+
+
 class LeaseLost(Exception):
     """Another orchestrator owns this saga now; stop driving it."""
 
@@ -88,12 +134,15 @@ class SagaRecord:
     correlation_id: str
     step_started: bool = False
     failure_reason: str = ""
+    failure_kind: FailureKind = FailureKind.NONE
     traceparent: str = ""
     attempts: int = 0
     next_attempt_at: float = 0.0
     created_at: float = field(default_factory=time.time)
     # In memory only: the exception that made this run compensate or park (for the caller's answer).
     last_error: BaseException | None = field(default=None, compare=False, repr=False)
+    # In memory only: progress (a remote step's result) not written yet; it goes with the next write.
+    unsaved: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> SagaRecord:
@@ -106,6 +155,7 @@ class SagaRecord:
             correlation_id=row.correlation_id,
             step_started=bool(row.step_started),
             failure_reason=row.failure_reason,
+            failure_kind=FailureKind(row.failure_kind),
             traceparent=row.traceparent,
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
@@ -119,65 +169,131 @@ class SagaRecord:
             "step_started": int(self.step_started),
             "state": json.dumps(self.state, separators=(",", ":")),
             "failure_reason": self.failure_reason,
+            "failure_kind": self.failure_kind.value,
             "attempts": self.attempts,
             "next_attempt_at": self.next_attempt_at,
         }
 
 
 class SagaStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], owner: str, lease_seconds: float) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: AsyncEngine, owner: str, lease_seconds: float) -> None:
+        self.engine = engine
+        # Every write is one statement or (SQLite) one explicit transaction: no implicit BEGIN.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgres = engine.dialect.name == "postgresql"
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner
         self.lease_seconds = lease_seconds
 
-    async def create(self, record: SagaRecord, local_work: Callable[[AsyncSession], Awaitable[None]]) -> None:
-        """Insert the saga row and run ``local_work`` in ONE transaction (the saga's first step)."""
+    async def create(self, record: SagaRecord, writes: Sequence[Write]) -> bool:
+        """Insert the saga row with its first step's writes, all or nothing.
+
+        False when the writes start with a :class:`Claim` that met an existing row:
+        then nothing was written and the saga did not start.
+        """
         now = time.time()
-        async with self.sessions() as session, session.begin():
-            await local_work(session)
-            await session.execute(
-                insert(saga_instances),
-                {
-                    "id": record.id,
-                    "name": record.name,
-                    "correlation_id": record.correlation_id,
-                    "traceparent": record.traceparent,
-                    "lease_owner": self.owner,
-                    "lease_expires_at": now + self.lease_seconds,
-                    "created_at": now,
-                    "updated_at": now,
-                    **record.mutable_columns(),
-                },
-            )
+        row = insert(saga_instances).values(
+            id=record.id,
+            name=record.name,
+            correlation_id=record.correlation_id,
+            traceparent=record.traceparent,
+            lease_owner=self.owner,
+            lease_expires_at=now + self.lease_seconds,
+            created_at=now,
+            updated_at=now,
+            **record.mutable_columns(),
+        )
+        claim = writes[0] if writes and isinstance(writes[0], Claim) else None
+        rest = [_statement(w) for w in (writes[1:] if claim else writes)]
+        if self._postgres:
+            if claim is None:
+                await self._one_statement([row, *rest])
+                return True
+            claimed = _claim_insert(claim, postgresql.insert).cte("saga_claim")
+            try:
+                await self._one_statement([*rest, row], guard=(claimed, _CLAIMED))
+            except _GuardFailed:
+                return False
+            return True
+        try:
+            async with self.engine.begin() as connection:
+                if claim is not None:
+                    result = await connection.execute(_claim_insert(claim, sqlite.insert))
+                    if len(result.all()) != 1:
+                        raise _GuardFailed(_CLAIMED)  # rolls the transaction back
+                for statement in rest:
+                    await connection.execute(statement)
+                await connection.execute(row)
+        except _GuardFailed:
+            return False
+        return True
 
-    @asynccontextmanager
-    async def transition(self, record: SagaRecord) -> AsyncIterator[AsyncSession]:
-        """A transaction for local step work; on exit the record's current fields are
-        written (if we still hold the lease) and everything commits together."""
-        async with self.sessions() as session, session.begin():
-            yield session
-            await self._write(session, record)
-
-    async def save(self, record: SagaRecord) -> None:
-        async with self.sessions() as session, session.begin():
-            await self._write(session, record)
-
-    async def _write(self, session: AsyncSession, record: SagaRecord) -> None:
+    async def write(self, record: SagaRecord, writes: Sequence[Write] = (), *, release: bool = False) -> None:
+        """Write the record's current fields (a compare-and-set on the lease) and ``writes``, all
+        or nothing; :class:`LeaseLost` when another orchestrator owns the saga now (nothing
+        written). ``release`` gives the lease up (a finished or parked saga) so recovery can
+        take it when due."""
         now = time.time()
         params = {f"{k}_": v for k, v in record.mutable_columns().items()}
-        params.update(id_=record.id, owner_=self.owner, lease_expires_at_=now + self.lease_seconds, updated_at_=now)
-        result = await session.execute(_WRITE, params)
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise LeaseLost(f"saga {record.id} is now owned by another orchestrator")
-
-    async def release(self, record: SagaRecord) -> None:
-        """Give up the lease (a finished or parked saga) so recovery can take it when due."""
-        async with self.sessions() as session, session.begin():
-            await session.execute(
+        params.update(
+            id_=record.id,
+            owner_=self.owner,
+            lease_expires_at_=0.0 if release else now + self.lease_seconds,
+            updated_at_=now,
+        )
+        statements = [_statement(w) for w in writes]
+        if self._postgres:
+            if not statements:
+                async with self._autocommit.connect() as connection:
+                    result = await connection.execute(_WRITE, params)
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    raise _lease_lost(record)
+                return
+            leased = (
                 update(saga_instances)
                 .where(saga_instances.c.id == record.id, saga_instances.c.lease_owner == self.owner)
-                .values(lease_expires_at=0.0)
+                .values({k[:-1]: v for k, v in params.items() if k not in ("id_", "owner_")})
+                .returning(saga_instances.c.id)
+                .cte("saga_row")
             )
+            try:
+                await self._one_statement(statements, guard=(leased, _LEASE))
+            except _GuardFailed:
+                raise _lease_lost(record) from None
+            return
+        async with self.engine.begin() as connection:
+            result = await connection.execute(_WRITE, params)
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _lease_lost(record)  # rolls the transaction back
+            for statement in statements:
+                await connection.execute(statement)
+
+    async def save(self, record: SagaRecord) -> None:
+        """The saga-log write alone."""
+        await self.write(record)
+
+    async def _one_statement(
+        self, statements: Sequence[UpdateBase], guard: tuple[Any, str] | None = None
+    ) -> None:
+        """PostgreSQL: every statement as a data-modifying CTE of one autocommit statement. With a
+        ``guard`` (a CTE with RETURNING, and what its emptiness means) the statement fails, and so
+        writes nothing, when the guard CTE returned no row."""
+        if guard is None and len(statements) == 1:
+            statement: Any = statements[0]
+        else:
+            ctes = [s.cte(f"saga_w{i}") for i, s in enumerate(statements)]
+            if guard is not None:
+                cte, meaning = guard
+                statement = select(func.saga_guard(exists(select(cte)), literal(meaning))).add_cte(cte, *ctes)
+            else:
+                statement = select(literal(1)).add_cte(*ctes)
+        try:
+            async with self._autocommit.connect() as connection:
+                await connection.execute(statement)
+        except DBAPIError as exc:
+            if GUARD_MESSAGE in str(exc.orig):
+                raise _GuardFailed(str(exc.orig)) from None
+            raise
 
     async def claim_due(self, limit: int) -> list[SagaRecord]:
         """Take the lease of unfinished sagas nobody holds and whose retry time has come."""
@@ -187,10 +303,10 @@ class SagaStore:
             & (saga_instances.c.lease_expires_at < now)
             & (saga_instances.c.next_attempt_at <= now)
         )
-        async with self.sessions() as session:
+        async with self._autocommit.connect() as connection:
             ids = (
                 (
-                    await session.execute(
+                    await connection.execute(
                         select(saga_instances.c.id)
                         .where(due)
                         .order_by(saga_instances.c.next_attempt_at)
@@ -202,22 +318,46 @@ class SagaStore:
             )
         claimed = []
         for saga_id in ids:
-            async with self.sessions() as session, session.begin():
-                result = await session.execute(
+            async with self.engine.begin() as connection:
+                result = await connection.execute(
                     update(saga_instances)
                     .where(saga_instances.c.id == saga_id, due)
                     .values(lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     row = (
-                        await session.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
+                        await connection.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
                     ).one()
                     claimed.append(SagaRecord.from_row(row))
         return claimed
 
     async def load(self, saga_id: str) -> SagaRecord | None:
-        async with self.sessions() as session:
+        async with self._autocommit.connect() as connection:
             row = (
-                await session.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
+                await connection.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
             ).one_or_none()
         return SagaRecord.from_row(row) if row else None
+
+
+class _GuardFailed(Exception):
+    """saga_guard() raised: the statement wrote nothing."""
+
+
+def _lease_lost(record: SagaRecord) -> LeaseLost:
+    return LeaseLost(f"saga {record.id} is now owned by another orchestrator")
+
+
+def _statement(write: Write) -> UpdateBase:
+    if isinstance(write, Claim):
+        raise TypeError("a Claim may only be the first write of a saga's first step")
+    return write
+
+
+def _claim_insert(claim: Claim, dialect_insert: Any) -> Any:
+    """INSERT … ON CONFLICT (unique_on) DO NOTHING RETURNING 1, in the dialect's spelling."""
+    return (
+        dialect_insert(claim.table)
+        .values(dict(claim.values))
+        .on_conflict_do_nothing(index_elements=list(claim.unique_on))
+        .returning(literal(1))
+    )
