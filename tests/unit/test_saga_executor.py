@@ -317,21 +317,21 @@ async def test_a_taken_claim_starts_no_saga_and_writes_nothing(sessions):
     assert ("started", "") not in observer.events and not any(e[0] == "finished" for e in observer.events)
 
 
+def running(saga_id: str) -> SagaRecord:
+    return SagaRecord(id=saga_id, name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c")
+
+
 async def test_a_failing_first_write_propagates_and_writes_nothing(sessions):
-    executor, payments, _, _ = build(sessions)
-    record = SagaRecord(id="s11", name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c")
-    await executor.store.create(record, [insert(ledger).values(id="o11", status="PENDING", version=1)])
-    with pytest.raises(IntegrityError):  # a plain insert (not a claim) of the same id fails, and so does the saga row
-        await executor.store.create(
-            SagaRecord(id="s12", name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c"),
-            [insert(ledger).values(id="o11", status="PENDING", version=1)],
-        )
+    executor, _, _, _ = build(sessions)
+    await executor.store.create(running("s11"), [insert(ledger).values(id="o11", status="PENDING", version=1)])
+    with pytest.raises(IntegrityError):  # a plain insert (not a claim) of a taken id: the saga row fails too
+        await executor.store.create(running("s12"), [insert(ledger).values(id="o11", status="PENDING", version=1)])
     assert await executor.store.load("s12") is None
 
 
 async def test_a_lost_lease_writes_nothing_of_the_step(sessions):
     a, _, _, _ = build(sessions, owner="a")
-    record = SagaRecord(id="s13", name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c")
+    record = running("s13")
     assert await a.store.create(record, [insert(ledger).values(id="o13", status="PENDING", version=1)])
     b, _, _, _ = build(sessions, owner="b")
     await _make_due(sessions, "s13")
