@@ -318,7 +318,9 @@ async def test_a_taken_claim_starts_no_saga_and_writes_nothing(sessions):
 
 
 def running(saga_id: str) -> SagaRecord:
-    return SagaRecord(id=saga_id, name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c")
+    return SagaRecord(
+        id=saga_id, name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c"
+    )
 
 
 async def test_a_failing_first_write_propagates_and_writes_nothing(sessions):
