@@ -15,7 +15,6 @@ import json
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
