@@ -7,7 +7,7 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Update, and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.errors import InvalidArgument
@@ -51,9 +51,21 @@ def _aware(value: datetime) -> datetime:
 
 _BY_ID = orders.c.id == bindparam("order_id_")
 _BY_KEY = and_(orders.c.customer_id == bindparam("customer_id_"), orders.c.idempotency_key == bindparam("key_"))
+# The saga's writes, built once with bind parameters (the executor composes and compiles them once).
+_INSERT_ITEM = insert(order_items).values({c.name: bindparam(f"{c.name}_") for c in order_items.columns})
+_SET_STATUS = (
+    update(orders)
+    .where(orders.c.id == bindparam("order_id_"))
+    .values(
+        status=bindparam("status_"),
+        payment_id=bindparam("payment_id_"),
+        failure_reason=bindparam("failure_reason_"),
+        updated_at=bindparam("updated_at_"),
+    )
+)
 
 
-def insert_order(row: OrderRow) -> list[Write]:
+def insert_order(row: OrderRow) -> list[Write | Claim]:
     """The order (the saga's claim on its idempotency key) and its items."""
     claim = Claim(
         orders,
@@ -74,26 +86,32 @@ def insert_order(row: OrderRow) -> list[Write]:
         },
         unique_on=("customer_id", "idempotency_key"),
     )
-    items = insert(order_items).values(
-        [
+    items: list[Write | Claim] = [
+        Write(
+            _INSERT_ITEM,
             {
-                "order_id": row.id,
-                "line": i,
-                "sku": it.sku,
-                "quantity": it.quantity,
-                "unit_price_minor": it.unit_price_minor,
-            }
-            for i, it in enumerate(row.items)
-        ]
-    )
-    return [claim, items]
+                "order_id_": row.id,
+                "line_": i,
+                "sku_": it.sku,
+                "quantity_": it.quantity,
+                "unit_price_minor_": it.unit_price_minor,
+            },
+        )
+        for i, it in enumerate(row.items)
+    ]
+    return [claim, *items]
 
 
-def set_status(order_id: str, status: str, *, payment_id: str = "", failure_reason: str = "") -> Update:
-    return (
-        update(orders)
-        .where(orders.c.id == order_id)
-        .values(status=status, payment_id=payment_id, failure_reason=failure_reason[:2000], updated_at=now())
+def set_status(order_id: str, status: str, *, payment_id: str = "", failure_reason: str = "") -> Write:
+    return Write(
+        _SET_STATUS,
+        {
+            "order_id_": order_id,
+            "status_": status,
+            "payment_id_": payment_id,
+            "failure_reason_": failure_reason[:2000],
+            "updated_at_": now(),
+        },
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -27,6 +27,7 @@ from sagascope.common.saga.definition import (
     RemoteStep,
     SagaDefinition,
     StepFailed,
+    Write,
     Writes,
 )
 from sagascope.common.saga.executor import SagaExecutor
@@ -42,6 +43,18 @@ ledger = Table(
     Column("status", String),
     Column("version", Integer),
 )
+
+
+_SET_STATUS = update(ledger).where(ledger.c.id == bindparam("id_")).values(status=bindparam("status_"))
+_INSERT = insert(ledger).values(id=bindparam("id_"), status=bindparam("status_"), version=bindparam("version_"))
+
+
+def set_status(order_id: str, status: str) -> Write:
+    return Write(_SET_STATUS, {"id_": order_id, "status_": status})
+
+
+def insert_pending(order_id: str) -> Write:
+    return Write(_INSERT, {"id_": order_id, "status_": "PENDING", "version_": 1})
 
 
 @dataclass
@@ -83,16 +96,16 @@ def make_saga(payments: ScriptedPayments, flags: Flags) -> SagaDefinition[State]
         return [Claim(ledger, {"id": state.order_id, "status": "PENDING", "version": 1}, unique_on=("id",))]
 
     async def cancel(state: State, reason: str) -> Writes:
-        return [update(ledger).where(ledger.c.id == state.order_id).values(status="CANCELLED")]
+        return [set_status(state.order_id, "CANCELLED")]
 
     async def confirm(state: State) -> Writes:
         if flags.confirm_fails:
             state.payment_id = "mutated-by-failed-step"  # must be undone: the step wrote nothing
             raise StepFailed("confirm failed")
-        return [update(ledger).where(ledger.c.id == state.order_id).values(status="COMPLETED")]
+        return [set_status(state.order_id, "COMPLETED")]
 
     async def stuck(state: State, reason: str) -> Writes:
-        return [update(ledger).where(ledger.c.id == state.order_id).values(status="FAILED")]
+        return [set_status(state.order_id, "FAILED")]
 
     return SagaDefinition(
         name="TestSaga",
@@ -274,7 +287,7 @@ async def test_crash_after_charge_resumes_by_retrying_the_charge_with_the_same_k
         correlation_id="corr-7",
         step_started=True,
     )
-    assert await executor.store.create(record, [insert(ledger).values(id="o7", status="PENDING", version=1)])
+    assert await executor.store.create(record, [insert_pending("o7")])
     await _make_due(sessions, "s7")
 
     recovered = RecoveryWorker(executor, 0.1)
@@ -297,7 +310,7 @@ async def test_two_orchestrators_never_drive_the_same_saga(sessions):
         correlation_id="c8",
         step_started=True,
     )
-    assert await a.store.create(record, [insert(ledger).values(id="o8", status="PENDING", version=1)])
+    assert await a.store.create(record, [insert_pending("o8")])
     assert await b.store.claim_due(10) == []  # a's lease is live
     await _make_due(sessions, "s8")
     claimed = await b.store.claim_due(10)
@@ -325,21 +338,21 @@ def running(saga_id: str) -> SagaRecord:
 
 async def test_a_failing_first_write_propagates_and_writes_nothing(sessions):
     executor, _, _, _ = build(sessions)
-    await executor.store.create(running("s11"), [insert(ledger).values(id="o11", status="PENDING", version=1)])
+    await executor.store.create(running("s11"), [insert_pending("o11")])
     with pytest.raises(IntegrityError):  # a plain insert (not a claim) of a taken id: the saga row fails too
-        await executor.store.create(running("s12"), [insert(ledger).values(id="o11", status="PENDING", version=1)])
+        await executor.store.create(running("s12"), [insert_pending("o11")])
     assert await executor.store.load("s12") is None
 
 
 async def test_a_lost_lease_writes_nothing_of_the_step(sessions):
     a, _, _, _ = build(sessions, owner="a")
     record = running("s13")
-    assert await a.store.create(record, [insert(ledger).values(id="o13", status="PENDING", version=1)])
+    assert await a.store.create(record, [insert_pending("o13")])
     b, _, _, _ = build(sessions, owner="b")
     await _make_due(sessions, "s13")
     assert [r.id for r in await b.store.claim_due(10)] == ["s13"]
     with pytest.raises(LeaseLost):
-        await a.store.write(record, [update(ledger).where(ledger.c.id == "o13").values(status="COMPLETED")])
+        await a.store.write(record, [set_status("o13", "COMPLETED")])
     assert await ledger_status(sessions, "o13") == "PENDING"
 
 

@@ -10,7 +10,7 @@ retry — live or after a crash — never applies twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table
@@ -33,10 +33,17 @@ class Claim:
     unique_on: tuple[str, ...]
 
 
-# What a local step or compensation returns: INSERT/UPDATE/DELETE statements (SQLAlchemy Core,
-# values bound), and for the first step a Claim first. The step never executes them itself.
-Write = UpdateBase | Claim
-Writes = Sequence[Write]
+@dataclass(frozen=True)
+class Write:
+    r"""An INSERT/UPDATE/DELETE (SQLAlchemy Core, values as ``bindparam()``\s, built once) and
+    the values for this call. The step returns it; the executor runs it."""
+
+    statement: UpdateBase
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# What a local step or compensation returns; the first step may start with a Claim.
+Writes = Sequence[Write | Claim]
 
 
 class StepFailed(Exception):

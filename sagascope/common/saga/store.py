@@ -36,14 +36,17 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    literal,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter
 
 from sagascope.common.saga.definition import Claim, Write
 
@@ -79,7 +82,7 @@ GUARD_MESSAGE = "saga guard: "
 _CLAIMED, _LEASE = "claim found an existing row", "lease lost"
 
 
-# The saga log write on every transition, compiled once (bind parameters, not literals).
+# The saga-log writes, built once with bind parameters (``<column>_``).
 _WRITE = (
     update(saga_instances)
     .where(saga_instances.c.id == bindparam("id_"), saga_instances.c.lease_owner == bindparam("owner_"))
@@ -93,6 +96,7 @@ _WRITE = (
         }
     )
 )
+_INSERT = insert(saga_instances).values({c.name: bindparam(f"{c.name}_") for c in saga_instances.columns})
 
 
 class SagaStatus(StrEnum):
@@ -181,54 +185,59 @@ class SagaStore:
         # Every write is one statement or (SQLite) one explicit transaction: no implicit BEGIN.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgres = engine.dialect.name == "postgresql"
+        self._plans = _Plans(engine.dialect)
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner
         self.lease_seconds = lease_seconds
 
-    async def create(self, record: SagaRecord, writes: Sequence[Write]) -> bool:
+    async def create(self, record: SagaRecord, writes: Sequence[Write | Claim]) -> bool:
         """Insert the saga row with its first step's writes, all or nothing.
 
         False when the writes start with a :class:`Claim` that met an existing row:
         then nothing was written and the saga did not start.
         """
         now = time.time()
-        row = insert(saga_instances).values(
-            id=record.id,
-            name=record.name,
-            correlation_id=record.correlation_id,
-            traceparent=record.traceparent,
-            lease_owner=self.owner,
-            lease_expires_at=now + self.lease_seconds,
-            created_at=now,
-            updated_at=now,
-            **record.mutable_columns(),
+        row = Write(
+            _INSERT,
+            {
+                "id_": record.id,
+                "name_": record.name,
+                "correlation_id_": record.correlation_id,
+                "traceparent_": record.traceparent,
+                "lease_owner_": self.owner,
+                "lease_expires_at_": now + self.lease_seconds,
+                "created_at_": now,
+                "updated_at_": now,
+                **{f"{k}_": v for k, v in record.mutable_columns().items()},
+            },
         )
         claim = writes[0] if writes and isinstance(writes[0], Claim) else None
-        rest = [_statement(w) for w in (writes[1:] if claim else writes)]
+        rest = [_plain(w) for w in (writes[1:] if claim else writes)]
         if self._postgres:
             if claim is None:
-                await self._one_statement([row, *rest])
+                await self._execute([*rest, row])
                 return True
-            claimed = _claim_insert(claim, postgresql.insert).cte("saga_claim")
             try:
-                await self._one_statement([*rest, row], guard=(claimed, _CLAIMED))
+                await self._execute([*rest, row], guard=(_claim_write(claim, postgresql.insert), _CLAIMED))
             except _GuardFailed:
                 return False
             return True
         try:
             async with self.engine.begin() as connection:
                 if claim is not None:
-                    result = await connection.execute(_claim_insert(claim, sqlite.insert))
-                    if len(result.all()) != 1:
+                    claimed = _claim_write(claim, sqlite.insert)
+                    result = await connection.execute(claimed.statement, claimed.params)
+                    if result.rowcount != 1:  # type: ignore[attr-defined]
                         raise _GuardFailed(_CLAIMED)  # rolls the transaction back
-                for statement in rest:
-                    await connection.execute(statement)
-                await connection.execute(row)
+                for write in [*rest, row]:
+                    await connection.execute(write.statement, write.params)
         except _GuardFailed:
             return False
         return True
 
-    async def write(self, record: SagaRecord, writes: Sequence[Write] = (), *, release: bool = False) -> None:
+    async def write(
+        self, record: SagaRecord, writes: Sequence[Write | Claim] = (), *, release: bool = False
+    ) -> None:
         """Write the record's current fields (a compare-and-set on the lease) and ``writes``, all
         or nothing; :class:`LeaseLost` when another orchestrator owns the saga now (nothing
         written). ``release`` gives the lease up (a finished or parked saga) so recovery can
@@ -241,23 +250,14 @@ class SagaStore:
             lease_expires_at_=0.0 if release else now + self.lease_seconds,
             updated_at_=now,
         )
-        statements = [_statement(w) for w in writes]
+        saga_row = Write(_WRITE, params)
+        rest = [_plain(w) for w in writes]
         if self._postgres:
-            if not statements:
-                async with self._autocommit.connect() as connection:
-                    result = await connection.execute(_WRITE, params)
-                if result.rowcount != 1:  # type: ignore[attr-defined]
-                    raise _lease_lost(record)
-                return
-            leased = (
-                update(saga_instances)
-                .where(saga_instances.c.id == record.id, saga_instances.c.lease_owner == self.owner)
-                .values({k[:-1]: v for k, v in params.items() if k not in ("id_", "owner_")})
-                .returning(saga_instances.c.id)
-                .cte("saga_row")
-            )
             try:
-                await self._one_statement(statements, guard=(leased, _LEASE))
+                if rest:
+                    await self._execute(rest, guard=(saga_row, _LEASE))
+                elif await self._execute([saga_row]) != 1:
+                    raise _GuardFailed(_LEASE)
             except _GuardFailed:
                 raise _lease_lost(record) from None
             return
@@ -265,35 +265,31 @@ class SagaStore:
             result = await connection.execute(_WRITE, params)
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise _lease_lost(record)  # rolls the transaction back
-            for statement in statements:
-                await connection.execute(statement)
+            for write in rest:
+                await connection.execute(write.statement, write.params)
 
     async def save(self, record: SagaRecord) -> None:
         """The saga-log write alone."""
         await self.write(record)
 
-    async def _one_statement(
-        self, statements: Sequence[UpdateBase], guard: tuple[Any, str] | None = None
-    ) -> None:
-        """PostgreSQL: every statement as a data-modifying CTE of one autocommit statement. With a
-        ``guard`` (a CTE with RETURNING, and what its emptiness means) the statement fails, and so
-        writes nothing, when the guard CTE returned no row."""
-        if guard is None and len(statements) == 1:
-            statement: Any = statements[0]
-        else:
-            ctes = [s.cte(f"saga_w{i}") for i, s in enumerate(statements)]
-            if guard is not None:
-                cte, meaning = guard
-                statement = select(func.saga_guard(exists(select(cte)), literal(meaning))).add_cte(cte, *ctes)
-            else:
-                statement = select(literal(1)).add_cte(*ctes)
+    async def _execute(self, writes: Sequence[Write], guard: tuple[Write, str] | None = None) -> int:
+        """PostgreSQL: the writes as ONE autocommit statement (data-modifying CTEs); with a
+        ``guard`` (a write that must affect a row, and what it means when it does not) the
+        statement fails and writes nothing unless the guard wrote its row. Returns the row
+        count of a lone write."""
+        parts = [*([guard[0]] if guard else []), *writes]
+        plan = self._plans.get(tuple(w.statement for w in parts), guard is not None)
+        values: dict[str, Any] = {"saga_guard_meaning": guard[1]} if guard else {}
+        for i, write in enumerate(parts):
+            values.update({f"w{i}_{k}": v for k, v in write.params.items()})
         try:
             async with self._autocommit.connect() as connection:
-                await connection.execute(statement)
+                result = await connection.exec_driver_sql(plan.sql, tuple(values[n] for n in plan.names))
         except DBAPIError as exc:
             if GUARD_MESSAGE in str(exc.orig):
                 raise _GuardFailed(str(exc.orig)) from None
             raise
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def claim_due(self, limit: int) -> list[SagaRecord]:
         """Take the lease of unfinished sagas nobody holds and whose retry time has come."""
@@ -339,6 +335,61 @@ class SagaStore:
         return SagaRecord.from_row(row) if row else None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    # The bind parameter names in positional order.
+    names: tuple[str, ...]
+
+
+class _Plans:
+    """Composed statements, compiled once per shape (the tuple of statements they combine).
+
+    Compiled here rather than through SQLAlchemy's statement cache: an INSERT … ON CONFLICT
+    is never cached there (the dialect's Insert opts out), and composing CTEs per call would
+    cost a cache-key walk of the whole statement on every write.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._plans: dict[tuple[tuple[UpdateBase, ...], bool], _Plan] = {}
+
+    def get(self, statements: tuple[UpdateBase, ...], guarded: bool) -> _Plan:
+        key = (statements, guarded)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._compile(statements, guarded)
+        return plan
+
+    def _compile(self, statements: tuple[UpdateBase, ...], guarded: bool) -> _Plan:
+        # Each part's parameters get its position as a prefix, so two parts never share a name.
+        parts = [_prefixed(s, f"w{i}_") for i, s in enumerate(statements)]
+        composed: Any
+        if len(parts) == 1 and not guarded:
+            composed = parts[0]
+        else:
+            if guarded:
+                parts[0] = parts[0].returning(literal_column("1").label("written"))
+            ctes = [part.cte(f"saga_w{i}") for i, part in enumerate(parts)]
+            result = (
+                func.saga_guard(exists(select(ctes[0])), bindparam("saga_guard_meaning"))
+                if guarded
+                else literal_column("1")
+            )
+            composed = select(result).add_cte(*ctes)
+        compiled = composed.compile(dialect=self.dialect)
+        return _Plan(compiled.string, tuple(compiled.positiontup or ()))
+
+
+def _prefixed(statement: UpdateBase, prefix: str) -> UpdateBase:
+    def rename(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return bindparam(prefix + element.key, type_=element.type)
+        return None
+
+    return visitors.replacement_traverse(statement, {}, rename)  # type: ignore[return-value]
+
+
 class _GuardFailed(Exception):
     """saga_guard() raised: the statement wrote nothing."""
 
@@ -347,17 +398,25 @@ def _lease_lost(record: SagaRecord) -> LeaseLost:
     return LeaseLost(f"saga {record.id} is now owned by another orchestrator")
 
 
-def _statement(write: Write) -> UpdateBase:
+def _plain(write: Write | Claim) -> Write:
     if isinstance(write, Claim):
         raise TypeError("a Claim may only be the first write of a saga's first step")
     return write
 
 
-def _claim_insert(claim: Claim, dialect_insert: Any) -> Any:
-    """INSERT … ON CONFLICT (unique_on) DO NOTHING RETURNING 1, in the dialect's spelling."""
-    return (
-        dialect_insert(claim.table)
-        .values(dict(claim.values))
-        .on_conflict_do_nothing(index_elements=list(claim.unique_on))
-        .returning(literal(1))
-    )
+_CLAIM_STATEMENTS: dict[tuple[Any, ...], UpdateBase] = {}
+
+
+def _claim_write(claim: Claim, dialect_insert: Any) -> Write:
+    """INSERT … ON CONFLICT (unique_on) DO NOTHING, in the dialect's spelling, built once per
+    table, columns and dialect."""
+    columns = tuple(claim.values)
+    key = (dialect_insert, claim.table, columns, claim.unique_on)
+    statement = _CLAIM_STATEMENTS.get(key)
+    if statement is None:
+        statement = _CLAIM_STATEMENTS[key] = (
+            dialect_insert(claim.table)
+            .values({name: bindparam(f"{name}_") for name in columns})
+            .on_conflict_do_nothing(index_elements=list(claim.unique_on))
+        )
+    return Write(statement, {f"{k}_": v for k, v in claim.values.items()})
