@@ -16,13 +16,13 @@ process) the same writes run in one transaction, checked statement by statement.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -155,7 +155,7 @@ class SagaRecord:
             name=row.name,
             status=SagaStatus(row.status),
             step_index=row.step_index,
-            state=json.loads(row.state),
+            state=orjson.loads(row.state),
             correlation_id=row.correlation_id,
             step_started=bool(row.step_started),
             failure_reason=row.failure_reason,
@@ -171,7 +171,7 @@ class SagaRecord:
             "status": self.status.value,
             "step_index": self.step_index,
             "step_started": int(self.step_started),
-            "state": json.dumps(self.state, separators=(",", ":")),
+            "state": orjson.dumps(self.state).decode(),
             "failure_reason": self.failure_reason,
             "failure_kind": self.failure_kind.value,
             "attempts": self.attempts,
