@@ -50,6 +50,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+from sqlalchemy.engine import make_url
 
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -107,12 +108,28 @@ def percentile(values: list[float], q: float) -> float:
 CpuProbe = Callable[[], dict[str, float]]
 
 
+def postmaster_pid(database_url: str | None) -> int | None:
+    """The PID of the PostgreSQL server behind ``database_url``, found by the port on its command
+    line, so only this cluster's processes are counted: other PostgreSQL servers on a shared
+    machine (other test runs) run as the same user."""
+    if not database_url or not database_url.startswith("postgresql"):
+        return None
+    port = str(make_url(database_url).port or 5432)
+    for process in psutil.process_iter(["username", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["username"] == "postgres" and "-p" in cmdline and port in cmdline:
+            if cmdline[cmdline.index("-p") + 1] == port:
+                return int(process.pid)
+    return None
+
+
 def stack_cpu_probe(stack: LocalStack) -> CpuProbe:
     """CPU seconds so far of every process the phase loads, grouped: the services (order replicas
-    summed), PostgreSQL (the throwaway cluster runs as the postgres user) and this process."""
+    summed), this stack's PostgreSQL cluster (its postmaster and backends) and this process."""
+    postmaster = postmaster_pid(stack.database_url)
 
     def seconds(process: psutil.Process, children: bool = False) -> float:
-        """``children``: a service wrapped by pyinstrument runs as its child."""
+        """``children``: a service wrapped by pyinstrument runs as its child; PostgreSQL's backends."""
         try:
             times = process.cpu_times()
             total = times.user + times.system
@@ -129,9 +146,10 @@ def stack_cpu_probe(stack: LocalStack) -> CpuProbe:
             if managed.process is not None:
                 group = "order" if name.startswith("order") else name
                 groups[group] = groups.get(group, 0.0) + seconds(psutil.Process(managed.process.pid), True)
-        groups["postgres"] = sum(
-            seconds(p) for p in psutil.process_iter(["username"]) if p.info["username"] == "postgres"
-        )
+        if postmaster is not None:
+            # Backends that exit during a phase take their CPU with them: the pool keeps its
+            # connections, so within a phase they do not.
+            groups["postgres"] = seconds(psutil.Process(postmaster), True)
         groups["load client"] = seconds(psutil.Process())
         return groups
 
