@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import grpc
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
@@ -38,7 +37,6 @@ class OrderApp:
         self.telemetry = telemetry or init_telemetry("order-service")
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
-        sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.faults = FaultInjector(settings.faults)
         self._payment_channel = open_channel(
             settings.payment_target, settings.tls, interceptors=self.telemetry.client_interceptors()
@@ -58,7 +56,7 @@ class OrderApp:
             ),
             self.faults,
         )
-        self.store = SagaStore(sessions, settings.instance_id, settings.lease_seconds)
+        self.store = SagaStore(self.engine, settings.instance_id, settings.lease_seconds)
         self.executor = SagaExecutor(
             create_order_saga(OrderSagaSteps(self.payments, self.faults)),
             self.store,
