@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
 from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
+from sagascope.common.outages import is_backend_outage
 from sagascope.common.reflection import enable_reflection
 from sagascope.common.tls import TlsSettings, server_credentials
 
@@ -46,7 +47,8 @@ class GrpcServerConfig:
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns :class:`ServiceError` into its status (with its ``google.rpc`` details), undecodable
-    requests into INVALID_ARGUMENT, and anything else into a generic INTERNAL."""
+    requests into INVALID_ARGUMENT, a lost database/MongoDB link into UNAVAILABLE (a WARNING, no
+    traceback), and anything else into a generic INTERNAL."""
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
@@ -70,7 +72,15 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     await context.abort(exc.code, exc.message, exc.trailing_metadata())
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
-                except Exception:
+                except Exception as exc:
+                    if is_backend_outage(exc):
+                        log.warning("backend unavailable in %s: %s: %s", method, type(exc).__name__,
+                                    str(exc).splitlines()[0] if str(exc) else "")
+                        await context.abort(
+                            grpc.StatusCode.UNAVAILABLE,
+                            "a backing store is unavailable; retry with the same idempotency key "
+                            f"(correlation id {correlation.current() or '-'})",
+                        )
                     # The details stay in our log; the caller gets the id to quote.
                     log.exception("unhandled error in %s", method)
                     await context.abort(

@@ -33,6 +33,13 @@ def optional_text(value: str, field: str, max_length: int = MAX_TEXT_LENGTH) -> 
     return value
 
 
+def one_line(value: str, max_length: int = MAX_TEXT_LENGTH) -> str:
+    """Free text made acceptable to :func:`optional_text`: whitespace and control characters
+    collapse to single spaces, then the text is cut to ``max_length``. For reasons we forward
+    (a database error's message spans lines; the participant would refuse it for ever)."""
+    return " ".join("".join(ch if ord(ch) >= 32 else " " for ch in value).split())[:max_length]
+
+
 def require_currency(value: str, field: str = "currency") -> str:
     if not value:
         raise InvalidArgument(field, "is required (an ISO 4217 code such as EUR)")

@@ -10,8 +10,8 @@ An attempt that follows a logged ``step_started`` must count as maybe-applied wh
 attempt's failure says, and compensate the step by its idempotency key (a refund-by-key of a charge
 that never landed only fences the key, so this is always safe).
 
-The test is a strict xfail until sagascope/common/saga/executor.py is fixed: it then passes, and
-the strict marker turns that into a failure, so whoever fixes it removes the marker.
+Fixed in sagascope/common/saga/executor.py (``resume`` passes the in-doubt step to ``_forward``);
+this test keeps it fixed.
 """
 
 from __future__ import annotations
@@ -20,28 +20,26 @@ from dataclasses import asdict
 
 import grpc
 import pytest
-from sqlalchemy import insert
 
 from sagascope.api.payments.v1 import payments_pb2
 from sagascope.common import validation
 from sagascope.common.faults import FaultInjector, FaultSettings
-from sagascope.common.resilience import Downstream, DownstreamUnavailable
+from sagascope.common.resilience import Downstream, DownstreamRejected, DownstreamUnavailable
 from sagascope.common.saga.recovery import RecoveryWorker
 from sagascope.common.saga.store import SagaRecord, SagaStatus
 from sagascope.order.payment_client import PaymentParticipant
-from tests.unit.test_saga_executor import (  # noqa: F401  (sessions is a fixture)
+from tests.unit.test_saga_executor import (  # noqa: F401  (engine and sessions are fixtures)
     ScriptedPayments,
     State,
     _make_due,
     build,
-    ledger,
+    engine,
+    insert_pending,
     ledger_status,
     sessions,
 )
 
 
-@pytest.mark.xfail(strict=True, reason="make chaos finding 1: a resumed in-doubt charge is not refunded "
-                                       "when the retry fails with nothing sent (breaker open)")
 async def test_resumed_charge_that_may_have_landed_is_refunded_when_the_retry_is_not_sent(sessions):  # noqa: F811
     open_breaker = DownstreamUnavailable("payment", "circuit breaker open", grpc.StatusCode.UNAVAILABLE,
                                          maybe_applied=False)
@@ -49,9 +47,7 @@ async def test_resumed_charge_that_may_have_landed_is_refunded_when_the_retry_is
     # What a SIGKILL right after sending the charge leaves: the log says the call may be out.
     record = SagaRecord(id="s20", name="TestSaga", status=SagaStatus.RUNNING, step_index=1,
                         state=asdict(State("o20")), correlation_id="c20", step_started=True)
-    await executor.store.create(
-        record, lambda s: s.execute(insert(ledger).values(id="o20", status="PENDING", version=1))
-    )
+    assert await executor.store.create(record, [insert_pending("o20")])
     await _make_due(sessions, "s20")
 
     assert await RecoveryWorker(executor, 0.1).run_once() == 1
@@ -66,7 +62,8 @@ async def test_resumed_charge_that_may_have_landed_is_refunded_when_the_retry_is
 # failed on a broken PostgreSQL connection; SQLAlchemy's message, and so the saga's failure_reason,
 # spans lines ("...\n[SQL: UPDATE orders ...]\n[parameters: ...]"). The refund carries that reason to
 # payment, which refuses control characters (INVALID_ARGUMENT: reason: must not contain control
-# characters); recovery retries the same refund with the same reason, forever.
+# characters); recovery retried the same refund with the same reason, forever. Fixed: the payment
+# client sends validation.one_line(reason).
 
 
 class _CapturingStub:
@@ -83,8 +80,6 @@ class _Tokens:
         return (("authorization", "Bearer t"),)
 
 
-@pytest.mark.xfail(strict=True, reason="make chaos finding 2: a multi-line failure reason is sent as the refund "
-                                       "reason, which payment refuses, so the compensation never finishes")
 async def test_refund_reason_sent_to_payment_passes_payments_own_validation() -> None:
     participant = PaymentParticipant.__new__(PaymentParticipant)
     stub = _CapturingStub()
@@ -97,4 +92,22 @@ async def test_refund_reason_sent_to_payment_passes_payments_own_validation() ->
               "(Background on this error at: https://sqlalche.me/e/20/dbapi)")
     await participant.refund(payment_id="pay-1", charge_key="s:charge", key="s:charge:compensate", reason=reason)
     sent = stub.requests[0].reason
-    validation.optional_text(sent, "reason")  # what payment applies: raises InvalidArgument today
+    validation.optional_text(sent, "reason")  # what payment applies
+
+
+# Observation of the same campaign: payment answers INTERNAL when its MongoDB link breaks mid-write,
+# and order took any non-retryable status as "not applied", so a charge that landed could be kept.
+@pytest.mark.parametrize(
+    ("code", "refunded"),
+    [(grpc.StatusCode.INTERNAL, True), (grpc.StatusCode.UNKNOWN, True), (grpc.StatusCode.INVALID_ARGUMENT, False)],
+)
+async def test_a_participant_that_broke_is_compensated_by_key_one_that_refused_is_not(
+    sessions, code: grpc.StatusCode, refunded: bool  # noqa: F811
+) -> None:
+    broke = DownstreamRejected("payment", code, "the call failed")
+    executor, payments, _, _ = build(sessions, ScriptedPayments(charge_replies=[broke]))
+    started = await executor.start("s30", State("o30"), "c30")
+    assert started is not None and started[0].status == SagaStatus.COMPENSATED
+    assert await ledger_status(sessions, "o30") == "CANCELLED"
+    refunds = [call for call in payments.calls if call[0] == "refund"]
+    assert refunds == ([("refund", "s30:charge:compensate", "by-key:s30:charge")] if refunded else [])

@@ -90,16 +90,19 @@ class SagaExecutor(Generic[S]):
             scope.started()
             if record.status == SagaStatus.FAILED:
                 record.status = SagaStatus.COMPENSATING
-            await self._drive(record, state, scope)
+            # A remote step the log marks as sent may have been applied by the previous
+            # orchestrator, whatever this attempt's failure says (found by `make chaos`).
+            in_doubt = record.step_index if record.status == SagaStatus.RUNNING and record.step_started else None
+            await self._drive(record, state, scope, in_doubt)
         return record, state
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _drive(self, record: SagaRecord, state: S, scope: SagaScope) -> None:
+    async def _drive(self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None = None) -> None:
         failed_step: StepScope | None = None
         try:
             if record.status == SagaStatus.RUNNING:
-                failed_step = await self._forward(record, state, scope)
+                failed_step = await self._forward(record, state, scope, in_doubt)
             if record.status == SagaStatus.COMPENSATING:
                 await self._compensate(record, state, scope, failed_step)
             if record.unsaved:
@@ -132,7 +135,9 @@ class SagaExecutor(Generic[S]):
             await self.store.write(record)
             record.unsaved = False
 
-    async def _forward(self, record: SagaRecord, state: S, scope: SagaScope) -> StepScope | None:
+    async def _forward(
+        self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None = None
+    ) -> StepScope | None:
         steps = self.definition.steps
         while record.step_index < len(steps):
             index = record.step_index
@@ -167,6 +172,7 @@ class SagaExecutor(Generic[S]):
                     step_scope.failed(reason, exc)
                     record.last_error = exc
                     remote = not isinstance(step, LocalStep)
+                    maybe_applied = maybe_applied or index == in_doubt
                     # A remote call whose effect is unknown is compensated too (by idempotency key).
                     start_at = index if (remote and maybe_applied) else index - 1
                     record.status = SagaStatus.COMPENSATING
@@ -270,7 +276,9 @@ def _classify(step: str, exc: BaseException) -> tuple[str, bool, FailureKind]:
     if isinstance(exc, StepFailed):
         return exc.reason, False, FailureKind.BUSINESS
     if isinstance(exc, DownstreamRejected):
-        return f"{step}: {exc.target} refused: {exc.code.name}: {exc.details}", False, FailureKind.REJECTED
+        # A participant that broke (INTERNAL, ...) rather than refused may have applied the call.
+        reason = f"{step}: {exc.target} refused: {exc.code.name}: {exc.details}"
+        return reason, exc.maybe_applied, FailureKind.REJECTED
     if isinstance(exc, DownstreamUnavailable):
         return f"{step}: {exc}", exc.maybe_applied, FailureKind.UNAVAILABLE
     return f"{step}: unexpected {type(exc).__name__}: {exc}", True, FailureKind.UNEXPECTED
