@@ -20,12 +20,23 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLSTATE classes that mean the server, not the statement: 08 connection exception, 57P admin/
+# crash shutdown and "cannot connect now" (a PostgreSQL restart in progress).
+_OUTAGE_SQLSTATES = ("08", "57P")
+
+
 def is_backend_outage(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, _OUTAGE_TYPES):
-        return True
-    # asyncpg's "connection was closed in the middle of operation" arrives as a DBAPIError wrapping
-    # a driver error that is a ConnectionError/OSError underneath.
-    cause = exc.__cause__ or exc.__context__
-    return isinstance(exc, DBAPIError) and isinstance(cause, (ConnectionError, OSError))
+    # The driver's error may arrive bare or wrapped (asyncpg under SQLAlchemy): walk the chain.
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, _OUTAGE_TYPES):
+            return True
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

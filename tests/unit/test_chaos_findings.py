@@ -111,3 +111,24 @@ async def test_a_participant_that_broke_is_compensated_by_key_one_that_refused_i
     assert await ledger_status(sessions, "o30") == "CANCELLED"
     refunds = [call for call in payments.calls if call[0] == "refund"]
     assert refunds == ([("refund", "s30:charge:compensate", "by-key:s30:charge")] if refunded else [])
+
+
+def test_backend_outages_are_told_from_bugs() -> None:
+    import asyncpg
+    from pymongo.errors import AutoReconnect
+    from sqlalchemy.exc import DBAPIError
+
+    from sagascope.common.outages import is_backend_outage
+
+    def wrapped(cause: BaseException) -> DBAPIError:
+        try:
+            raise DBAPIError("UPDATE orders ...", {}, Exception("driver")) from cause
+        except DBAPIError as exc:
+            return exc
+
+    assert is_backend_outage(asyncpg.exceptions.CannotConnectNowError("the database system is starting up"))
+    assert is_backend_outage(wrapped(ConnectionResetError(104, "Connection reset by peer")))
+    assert is_backend_outage(wrapped(asyncpg.exceptions.AdminShutdownError("terminating connection")))
+    assert is_backend_outage(AutoReconnect("connection closed"))
+    assert not is_backend_outage(wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key")))
+    assert not is_backend_outage(KeyError("payment_id"))
