@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
-from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector
+from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
 from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from sagascope.common.saga.executor import SagaExecutor
 from sagascope.common.saga.recovery import RecoveryWorker
@@ -24,6 +24,7 @@ from sagascope.order.database import create_engine, migrate
 from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import OrderReader
+from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
@@ -39,6 +40,7 @@ class OrderApp:
         self.telemetry.instrument_sqlalchemy(self.engine)
         sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.faults = FaultInjector(settings.faults)
+        delay_statements(self.engine, self.faults)
         self._payment_channel = grpc.aio.insecure_channel(
             settings.payment_target, interceptors=self.telemetry.client_interceptors()
         )
@@ -64,6 +66,10 @@ class OrderApp:
             self.telemetry.saga_observer,
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
+        definition = self.executor.definition
+        self.saga_gauges = register_saga_log_gauges(
+            self.telemetry.metrics.registry, self.engine, {definition.name: [s.name for s in definition.steps]}
+        )
         book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
 
         def register(server: grpc.aio.Server) -> None:
@@ -91,6 +97,7 @@ class OrderApp:
             await self.stop()
             raise
         self.recovery.start()
+        self.saga_gauges.start()
         await self._grpc.set_serving()
         log.info("order service listening on %s:%d", self.settings.host, self.port)
         return self.port
@@ -100,6 +107,7 @@ class OrderApp:
         try:
             await self._grpc.stop()
             await self.recovery.stop()
+            await self.saga_gauges.stop()
         finally:
             await self._payment_channel.close()
             await self.engine.dispose()
