@@ -24,8 +24,8 @@ from sagascope.order.database import create_engine, migrate
 from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import OrderReader
-from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
+from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
 

@@ -45,7 +45,8 @@ def test_rates_file_ignored_unless_faults_enabled(tmp_path: Path) -> None:
 def test_slow_database_delays_each_statement_without_blocking_the_loop(tmp_path: Path) -> None:
     async def scenario() -> tuple[float, int]:
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-        delay_statements(engine, FaultInjector(FaultSettings(enabled=True, rates={Fault.DB_LATENCY: 1.0}, db_latency_ms=200)))
+        settings = FaultSettings(enabled=True, rates={Fault.DB_LATENCY: 1.0}, db_latency_ms=200)
+        delay_statements(engine, FaultInjector(settings))
         ticks = 0
 
         async def ticker() -> None:

@@ -78,4 +78,5 @@ def test_no_unfinished_sagas_still_reports_nothing_due(tmp_path: Path) -> None:
 
     registry = asyncio.run(scenario())
     assert registry.get_sample_value("saga_log_due", {"saga": "CreateOrder"}) == 0
-    assert registry.get_sample_value("saga_log_unfinished", {"saga": "CreateOrder", "status": "RUNNING", "step": "charge"}) is None
+    running = {"saga": "CreateOrder", "status": "RUNNING", "step": "charge"}
+    assert registry.get_sample_value("saga_log_unfinished", running) is None
