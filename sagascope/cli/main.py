@@ -227,6 +227,19 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(logs_command, args.correlation_id)
 
 
+async def cmd_gameday(args: argparse.Namespace) -> int:
+    from sagascope.cli.gameday import run_command
+    from sagascope.cli.gameday_scenarios import BY_NAME, SCENARIOS
+
+    if args.list or not args.scenario:
+        _print("\n".join(f"  {s.name:<22} {s.report}" for s in SCENARIOS))
+        return 0 if args.list else 2
+    if args.scenario not in BY_NAME:
+        _print(f"unknown scenario {args.scenario!r}; one of: {', '.join(BY_NAME)}")
+        return 2
+    return await run_command(BY_NAME[args.scenario], STATE_DIR, args.minutes, args.real_time)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagascope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -279,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("correlation_id")
     logs.set_defaults(run=cmd_logs)
+
+    gameday = sub.add_parser(
+        "gameday",
+        help="start a failure scenario on the local stack with real backends and say where to look "
+        "(the answer key is in observability/gamedays/)",
+    )
+    gameday.add_argument("scenario", nargs="?", help="the scenario (--list shows them)")
+    gameday.add_argument("--list", action="store_true", help="list the scenarios")
+    gameday.add_argument("--minutes", type=float, default=3.0, help="how long the fault lasts before it is lifted")
+    gameday.add_argument(
+        "--real-time", action="store_true", help="load the alert rules as committed (default: durations / 20)"
+    )
+    gameday.set_defaults(run=cmd_gameday)
     return parser
 
 
