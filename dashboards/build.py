@@ -30,7 +30,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEdito
 
 HERE = Path(__file__).resolve().parent
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
-GRPC_SERVER_ERRORS = 'grpc_code=~"Unknown|DeadlineExceeded|ResourceExhausted|Aborted|Unimplemented|Internal|Unavailable|DataLoss|Cancelled"'
+GRPC_SERVER_ERRORS = 'grpc_code=~"UNKNOWN|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|CANCELLED"'
 
 PanelT = TypeVar("PanelT", timeseries.Panel, stat.Panel, statetimeline.Panel, nodegraph.Panel)
 
@@ -313,7 +313,7 @@ def service_red() -> model.Dashboard:
             unit="percentunit",
             min_=0,
             steps=thresholds((None, "green"), (0.005, "orange"), (0.072, "red")),
-            description="Server-side codes only (caller errors such as InvalidArgument or NotFound excluded). The SLOs allow 0.5%; 14.4x that (7.2%) pages. See the SLOs dashboard.",
+            description="Server-side codes only (caller errors such as INVALID_ARGUMENT or NOT_FOUND excluded). The SLOs allow 0.5%; 14.4x that (7.2%) pages. See the SLOs dashboard.",
         )),
         Cell(series(
             "Duration p95 by service and method",

@@ -62,43 +62,55 @@ class Placed:
 
 
 class Traffic:
-    """A few workers placing orders on loopback with known correlation ids, until stopped
-    (bounded by ``limit`` orders, whatever happens)."""
+    """Orders on loopback at a steady rate (open loop: a slow saga does not slow the arrivals, as
+    with real customers), each with a known correlation id, until stopped — bounded by
+    ``max_in_flight`` concurrent calls and ``limit`` orders, whatever happens."""
 
-    def __init__(self, target: str, token: str, label: str, workers: int = 3, pause_s: float = 0.2,
+    def __init__(self, target: str, token: str, label: str, rate_per_s: float = 2.0, max_in_flight: int = 40,
                  limit: int = 3000) -> None:
         self.target = target
         self.token = token
         self.label = label
-        self.workers = workers
-        self.pause_s = pause_s
+        self.rate_per_s = rate_per_s
         self.limit = limit
         self.placed: list[Placed] = []
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._clients: dict[str, OrderClient] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._calls: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
 
     def _client(self) -> OrderClient:
         if self.target not in self._clients:
             self._clients[self.target] = OrderClient(self.target, self.token)
         return self._clients[self.target]
 
-    async def _worker(self, n: int) -> None:
-        while not self._stopping and len(self.placed) < self.limit:
+    async def _order(self, n: int) -> None:
+        try:
             cid = f"gameday-{self.label}-{uuid.uuid4().hex[:16]}"
             target, started = self.target, time.time()
             result = await self._client().create_order(
-                order_request(USER, f"{cid}-key", amount_minor=2_000 + n), timeout=20.0, correlation_id=cid
+                order_request(USER, f"{cid}-key", amount_minor=2_000 + n % 1000), timeout=20.0, correlation_id=cid
             )
             self.placed.append(Placed(cid, result, started, target))
-            await asyncio.sleep(self.pause_s)
+        finally:
+            self._slots.release()
+
+    async def _arrivals(self) -> None:
+        for n in range(self.limit):
+            await self._slots.acquire()
+            call = asyncio.create_task(self._order(n), name=f"gameday-order-{n}")
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+            await asyncio.sleep(1.0 / self.rate_per_s)
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._worker(n), name=f"gameday-traffic-{n}") for n in range(self.workers)]
+        self._task = asyncio.create_task(self._arrivals(), name="gameday-traffic")
 
     async def stop(self) -> None:
-        self._stopping = True
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._calls, return_exceptions=True)
         for client in self._clients.values():
             await client.close()
 
@@ -206,7 +218,7 @@ class SpanShape:
 class AnswerKey:
     scenario: str
     alerts: tuple[Mapping[str, str], ...]
-    sample: Mapping[str, str]  # which placed order to follow: {status: ...} or {code: ...}
+    sample: Mapping[str, str]  # which placed order to follow: {status: ...}, {not_status: ...}, {code: ...}
     spans: tuple[SpanShape, ...]
     log_events: tuple[str, ...]
 
@@ -230,6 +242,8 @@ class AnswerKey:
             if "status" in self.sample and p.result.status_name != self.sample["status"]:
                 continue
             if "code" in self.sample and p.result.code != grpc.StatusCode[self.sample["code"]]:
+                continue
+            if "not_status" in self.sample and p.result.status_name == self.sample["not_status"]:
                 continue
             out.append(p)
         return out

@@ -92,7 +92,7 @@ def install(config: Path, prometheus_url: str, factor: float = DEFAULT_FACTOR) -
         path.write_text(text)
         written.append(path)
     doc = yaml.safe_load(config.read_text())
-    doc["rule_files"] = [str(path) for path in written]
+    doc["rule_files"] = [str(path.resolve()) for path in written]
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     _reload(prometheus_url)
     return written
