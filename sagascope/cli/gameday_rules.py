@@ -1,7 +1,8 @@
 """A time-compressed copy of the alert rules, so a game day (and the e2e tier) sees alerts go
 pending, fire and resolve in minutes instead of hours.
 
-Every duration in the committed rules is divided by ``factor`` (default 20): range selectors
+Every duration in the committed rules is divided by ``factor`` (default 20,
+``SAGASCOPE_GAMEDAY_TIME_FACTOR``): range selectors
 (``[5m]`` -> ``[15s]``), ``offset``, ``for:``, and the duration thresholds kept as
 ``sagascope:*_threshold_seconds`` recording rules. An alert without ``for:`` gets ``for: 1s``,
 so its pending state lasts one evaluation (5 s) and can be observed. Numbers that are not
@@ -13,6 +14,7 @@ and reloaded (``--web.enable-lifecycle``); :func:`restore` points it back.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.request
 from pathlib import Path
@@ -22,7 +24,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "observability" / "prometheus"
-DEFAULT_FACTOR = 20.0
+# Keep 5m / factor at least twice the scrape interval (5 s), so the shortest window still holds
+# two samples for rate().
+DEFAULT_FACTOR = float(os.environ.get("SAGASCOPE_GAMEDAY_TIME_FACTOR", "20"))
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
