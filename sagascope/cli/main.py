@@ -258,6 +258,17 @@ def _make_certs(out: Path) -> int:
         + "compose: docker compose -f docker-compose.yaml -f docker-compose.tls.yaml up (certificates in var/certs)"
     )
     return 0
+async def cmd_gameday(args: argparse.Namespace) -> int:
+    from sagascope.cli.gameday import run_command
+    from sagascope.cli.gameday_scenarios import BY_NAME, SCENARIOS
+
+    if args.list or not args.scenario:
+        _print("\n".join(f"  {s.name:<22} {s.report}" for s in SCENARIOS))
+        return 0 if args.list else 2
+    if args.scenario not in BY_NAME:
+        _print(f"unknown scenario {args.scenario!r}; one of: {', '.join(BY_NAME)}")
+        return 2
+    return await run_command(BY_NAME[args.scenario], STATE_DIR, args.minutes, args.real_time)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=str(STATE_DIR / "certs"), help="directory for the PEM files (default var/certs)"
     )
     certs.set_defaults(run=cmd_certs)
+    gameday = sub.add_parser(
+        "gameday",
+        help="start a failure scenario on the local stack with real backends and say where to look "
+        "(the answer key is in observability/gamedays/)",
+    )
+    gameday.add_argument("scenario", nargs="?", help="the scenario (--list shows them)")
+    gameday.add_argument("--list", action="store_true", help="list the scenarios")
+    gameday.add_argument("--minutes", type=float, default=3.0, help="how long the fault lasts before it is lifted")
+    gameday.add_argument(
+        "--real-time", action="store_true", help="load the alert rules as committed (default: durations / 20)"
+    )
+    gameday.set_defaults(run=cmd_gameday)
     return parser
 
 

@@ -12,7 +12,7 @@ import grpc
 
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
-from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector
+from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
 from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from sagascope.common.saga.executor import SagaExecutor
 from sagascope.common.saga.recovery import RecoveryWorker
@@ -25,6 +25,7 @@ from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import OrderReader
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
+from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
 
@@ -38,6 +39,7 @@ class OrderApp:
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
         self.faults = FaultInjector(settings.faults)
+        delay_statements(self.engine, self.faults)
         self._payment_channel = open_channel(
             settings.payment_target, settings.tls, interceptors=self.telemetry.client_interceptors()
         )
@@ -63,6 +65,10 @@ class OrderApp:
             self.telemetry.saga_observer,
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
+        definition = self.executor.definition
+        self.saga_gauges = register_saga_log_gauges(
+            self.telemetry.metrics.registry, self.engine, {definition.name: [s.name for s in definition.steps]}
+        )
         book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
 
         def register(server: grpc.aio.Server) -> None:
@@ -90,6 +96,7 @@ class OrderApp:
             await self.stop()
             raise
         self.recovery.start()
+        self.saga_gauges.start()
         await self._grpc.set_serving()
         log.info(
             "order service listening on %s:%d (%s)", self.settings.host, self.port, self.settings.tls.describe()
@@ -101,6 +108,7 @@ class OrderApp:
         try:
             await self._grpc.stop()
             await self.recovery.stop()
+            await self.saga_gauges.stop()
         finally:
             await self._payment_channel.close()
             await self.engine.dispose()
