@@ -258,6 +258,8 @@ def _make_certs(out: Path) -> int:
         + "compose: docker compose -f docker-compose.yaml -f docker-compose.tls.yaml up (certificates in var/certs)"
     )
     return 0
+
+
 async def cmd_gameday(args: argparse.Namespace) -> int:
     from sagascope.cli.gameday import run_command
     from sagascope.cli.gameday_scenarios import BY_NAME, SCENARIOS
