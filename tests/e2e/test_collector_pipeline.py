@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sagascope.local.topology import COLLECTOR, IDENTITY, ORDER, PAYMENT
-from tests.e2e.test_backends import ES, JAEGER, PROM, eventually, http_json, reachable, unavailable
+from tests.e2e.test_backends import ES, JAEGER, PROM, REPO, eventually, http_json, reachable, unavailable
 
 CREATE_ORDER = "/sagascope.orders.v1.OrderService/CreateOrder"
 PROCESS_PAYMENT = "/sagascope.payments.v1.PaymentService/ProcessPayment"
@@ -30,6 +30,7 @@ SDK_ONLY_FIELDS = frozenset(
         "resource.attributes.telemetry.sdk.version",
         "resource.attributes.service.version",
         "resource.attributes.deployment.environment",
+        "resource.attributes.service.instance.id",
     }
 )
 # Differ by design: when each path read the record, and which data stream it went to. (@timestamp
@@ -51,9 +52,11 @@ def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
 
 
 def eventually_series(prometheus: str, query: str, what: str) -> list[dict[str, Any]]:
+    """Series for ``query`` with a non-zero value (a connector's first flush of a series is 0)."""
+
     def probe() -> tuple[bool, Any]:
         result = promql(prometheus, query)
-        return bool(result), result
+        return any(float(s["value"][1]) > 0 for s in result), result
 
     return list(eventually(probe, f"{what} ({query})"))
 
@@ -79,8 +82,14 @@ def test_saga_metrics_arrive_by_remote_write_with_their_job_and_instance(prometh
     labels = {(s["metric"]["job"], s["metric"].get("instance")) for s in result}
     assert ("order-service", f"127.0.0.1:{ORDER.metrics.default}") in labels, labels
     # What the collector's own telemetry says: it scraped the services and sent the points on.
-    received = promql(prometheus, 'sum(otelcol_receiver_accepted_metric_points_total{receiver="prometheus"})')
-    sent = promql(prometheus, 'sum(otelcol_exporter_sent_metric_points_total{exporter="prometheus_remote_write"})')
+    # (the collector's own metric names carry no _total in v0.158: otelcol_receiver_accepted_metric_points)
+    received = promql(
+        prometheus, 'sum({__name__=~"otelcol_receiver_accepted_metric_points(_total)?", receiver="prometheus"})'
+    )
+    sent = promql(
+        prometheus,
+        'sum({__name__=~"otelcol_exporter_sent_metric_points(_total)?", exporter="prometheus_remote_write"})',
+    )
     assert received and float(received[0]["value"][1]) > 0, received
     assert sent and float(sent[0]["value"][1]) > 0, sent
     # The services' scrape health comes through as well (the receiver's `up`).
@@ -130,6 +139,19 @@ def test_service_graph_has_the_order_to_payment_edge_and_the_databases(prometheu
     assert ("payment-service", "mongodb", "database") in found, found
     latency = promql(prometheus, "traces_service_graph_request_server_seconds_bucket")
     assert latency, "no service graph latency histogram"
+
+
+def test_write_down_the_derived_series_as_they_land(prometheus: str) -> None:
+    """Not a check: the label sets of the derived metrics, for docs/observability.md and dashboards
+    (var/e2e/derived-metrics.json)."""
+    series = http_json(
+        f"{prometheus}/api/v1/series?"
+        + urllib.parse.urlencode({"match[]": ['{__name__=~"traces_(span_metrics|service_graph)_.*"}']})
+    )["data"]
+    out = REPO / "var" / "e2e" / "derived-metrics.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(sorted(series, key=lambda s: json.dumps(s, sort_keys=True)), indent=1))
+    assert series
 
 
 @pytest.mark.parametrize(("service", "span"), [("order-service", CREATE_ORDER), ("payment-service", PROCESS_PAYMENT)])
