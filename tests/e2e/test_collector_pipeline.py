@@ -146,7 +146,7 @@ def test_write_down_the_derived_series_as_they_land(prometheus: str) -> None:
     (var/e2e/derived-metrics.json)."""
     series = http_json(
         f"{prometheus}/api/v1/series?"
-        + urllib.parse.urlencode({"match[]": ['{__name__=~"traces_(span_metrics|service_graph)_.*"}']})
+        + urllib.parse.urlencode({"match[]": '{__name__=~"traces_(span_metrics|service_graph)_.*"}'})
     )["data"]
     out = REPO / "var" / "e2e" / "derived-metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
