@@ -183,7 +183,9 @@ async def run() -> int:
         say("waiting for the sampler's decisions and the exporters (12 s)")
         await asyncio.sleep(12)
         production_env = {**test_env, **TAIL_SAMPLING_ENV, "E2E_PRODUCTION_ORDERS": str(orders_file)}
-        return await asyncio.to_thread(subprocess.call, pytest_command(production_tests), cwd=REPO, env=production_env)
+        # -rP: the sampled shares the tests print
+        production_pytest = pytest_command("-rP", production_tests)
+        return await asyncio.to_thread(subprocess.call, production_pytest, cwd=REPO, env=production_env)
     except (RuntimeError, TimeoutError) as exc:  # a process that would not start, or died
         say(f"failed: {exc}")
         return 1
