@@ -8,7 +8,7 @@
 #              health-check it (the upstream image has no shell or HTTP client)
 # Versions come from .env through compose build args.
 ARG PYTHON_VERSION=3.12
-ARG OTELCOL_VERSION=0.156.0
+ARG OTELCOL_VERSION=0.158.0
 ARG BUSYBOX_VERSION=1.37.0
 
 FROM python:${PYTHON_VERSION}-slim AS build

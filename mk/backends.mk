@@ -29,7 +29,7 @@ promtool-test: ## promtool: check config, check rules, unit-test the alert rules
 	promtool check rules $(PROM_DIR)/*rules*.yml
 	promtool test rules $(PROM_DIR)/tests/*.test.yml
 
-collector-validate: $(STAMP) ## the locally built collector accepts the collector config
+collector-validate: $(STAMP) ## the locally built collector accepts the base config and every profile combination
 	@bash $(BACKENDS)/build_collector.sh
 	PYTHON=$(PY) bash $(BACKENDS)/collector_validate.sh
 

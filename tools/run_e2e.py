@@ -2,13 +2,21 @@
 tests/e2e asserts against Jaeger's, Elasticsearch's and Prometheus's own APIs.
 
 One supervisor (sagascope.local) runs it all: the backends from the same config files as
-docker compose, the services exporting OTLP to the collector and scraped by Prometheus on their
-default metrics ports. Everything started here is stopped again, also on failure or Ctrl-C.
+docker compose, the services exporting OTLP to the collector, which scrapes their /metrics and
+remote-writes to Prometheus. Two phases, the other backends running throughout:
+
+1. the base collector config (+ the file_log path beside OTLP, into a second data stream):
+   every test in tests/e2e but the production profile's;
+2. the collector restarted with profiles/production.yml (tail sampling), a load of
+   E2E_PRODUCTION_ORDERS orders with injected compensations, then test_production_profile.py.
+
+Everything started here is stopped again, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -26,6 +34,16 @@ from sagascope.local.topology import COLLECTOR, service_telemetry_environment
 REPO = Path(__file__).resolve().parents[1]
 LOAD_ORDERS = int(os.environ.get("E2E_LOAD_ORDERS", "120"))
 LOAD_CONCURRENCY = 8
+PRODUCTION_ORDERS = int(os.environ.get("E2E_PRODUCTION_ORDERS_COUNT", "240"))
+COMPENSATED_SHARE = 0.2  # of the production load: confirm_failure injected, so charged then refunded
+# The production profile's settings for this run: decide 5 s after a trace's first span (the
+# services flush every 0.5 s here); "slow" well above what a loaded 2-core machine takes.
+TAIL_SAMPLING_ENV = {
+    "TAIL_SAMPLING_DECISION_WAIT": "5s",
+    "TAIL_SAMPLING_PERCENTAGE": "10",
+    "TAIL_SAMPLING_SLOW_MS": "5000",
+}
+E2E_DIR = REPO / "var" / "e2e"
 
 
 def say(message: str) -> None:
@@ -57,6 +75,42 @@ async def short_load(stack: LocalStack) -> dict[str, int]:
     return counts
 
 
+async def production_load(stack: LocalStack) -> list[dict[str, str]]:
+    """PRODUCTION_ORDERS orders, COMPENSATED_SHARE of them asking for confirm_failure; each
+    order's id, correlation id and final status."""
+    token = await login(stack.identity_target, "alice", "alice-dev-password")
+    client = OrderClient(stack.order_target, token)
+    placed: list[dict[str, str]] = []
+    queue = list(range(PRODUCTION_ORDERS))
+    rng = random.Random(12)
+    faults = {i for i in queue if rng.random() < COMPENSATED_SHARE}
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            inject: tuple[str, ...] = ("confirm_failure",) if i in faults else ()
+            result = await client.create_order(
+                order_request("alice", f"e2e-prod-{time.time_ns()}-{i}", amount_minor=1_000 + i), inject=inject
+            )
+            placed.append(
+                {
+                    "order_id": result.order.id if result.order else "",
+                    "correlation_id": result.correlation_id,
+                    "status": result.status_name,
+                }
+            )
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(LOAD_CONCURRENCY)))
+    finally:
+        await client.close()
+    return placed
+
+
+def pytest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args]
+
+
 async def run() -> int:
     telemetry_env = service_telemetry_environment()
     env = {
@@ -69,11 +123,21 @@ async def run() -> int:
     supervisor = Supervisor(REPO, say=lambda m: say(m))
     ports = Ports()  # the documented defaults: what Prometheus's rendered config scrapes
     try:
-        backends = BackendStack(REPO / "var" / "stack", ports, repo=REPO, supervisor=supervisor)
+        backends = BackendStack(
+            REPO / "var" / "stack",
+            ports,
+            repo=REPO,
+            supervisor=supervisor,
+            # Both log paths at once (OTLP as always, plus the file_log receiver on the services'
+            # JSON lines into a second data stream) so the tests can compare the documents.
+            collector_profiles=["filelog"],
+            collector_overlays=[REPO / "tests" / "e2e" / "collector-filelog-compare.yml"],
+            service_logs=E2E_DIR / "logs",
+        )
     except BackendsNotInstalled as exc:
         say(str(exc))
         return 1
-    stack = LocalStack(REPO / "var" / "e2e", ports, extra_env=env, cwd=REPO, supervisor=supervisor)
+    stack = LocalStack(E2E_DIR, ports, extra_env=env, cwd=REPO, supervisor=supervisor)
     try:
         say("starting the backends (make backends builds them once, then reuses the cache)")
         await backends.start()
@@ -102,12 +166,34 @@ async def run() -> int:
             "E2E_CORRELATION_ID": compensated.correlation_id,
             "E2E_ORDER_ID": compensated.order_id,
         }
-        pytest = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/e2e"]
-        gamedays = "tests/e2e/test_gamedays.py"  # runs its own services (it kills them): after ours stop
-        code = await asyncio.to_thread(subprocess.call, [*pytest, f"--ignore={gamedays}"], cwd=REPO, env=test_env)
-        say("stopping the services; the game days start their own against the same backends")
+        production_tests = "tests/e2e/test_production_profile.py"
+        gamedays = "tests/e2e/test_gamedays.py"  # runs its own services (it kills them): last
+        pytest = pytest_command("tests/e2e", f"--ignore={production_tests}", f"--ignore={gamedays}")
+        code = await asyncio.to_thread(subprocess.call, pytest, cwd=REPO, env=test_env)
+        if code != 0:
+            return code
+
+        say("production profile: the collector again, with tail sampling (profiles/production.yml)")
+        await backends.restart_collector(["production"], env=TAIL_SAMPLING_ENV)
+        started = time.monotonic()
+        orders = await production_load(stack)
+        statuses = {s: sum(o["status"] == s for o in orders) for s in {o["status"] for o in orders}}
+        say(f"production load: {len(orders)} orders in {time.monotonic() - started:.1f}s -> {statuses}")
+        orders_file = E2E_DIR / "production-orders.json"
+        orders_file.write_text(json.dumps(orders, indent=1))
+        say("waiting for the sampler's decisions and the exporters (12 s)")
+        await asyncio.sleep(12)
+        production_env = {**test_env, **TAIL_SAMPLING_ENV, "E2E_PRODUCTION_ORDERS": str(orders_file)}
+        # -rP: the sampled shares the tests print
+        production_pytest = pytest_command("-rP", production_tests)
+        code = await asyncio.to_thread(subprocess.call, production_pytest, cwd=REPO, env=production_env)
+        if code != 0:
+            return code
+
+        say("game days: the collector back on the base config (every trace kept); our services stop")
+        await backends.restart_collector([])
         await stack.stop()
-        return max(code, await asyncio.to_thread(subprocess.call, [*pytest[:-1], gamedays], cwd=REPO, env=test_env))
+        return await asyncio.to_thread(subprocess.call, pytest_command(gamedays), cwd=REPO, env=test_env)
     except (RuntimeError, TimeoutError) as exc:  # a process that would not start, or died
         say(f"failed: {exc}")
         return 1

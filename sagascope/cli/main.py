@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from sagascope.local.backends import LOCAL_COLLECTOR_PROFILES, LOG_PATHS
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor, grpc_serving
 
@@ -106,12 +107,23 @@ async def cmd_stack(args: argparse.Namespace) -> int:
     from sagascope.local.topology import service_telemetry_environment
 
     supervisor = Supervisor(say=lambda m: _print(f"  {m}"))
+    profiles = list(dict.fromkeys(args.collector_profile or []))
+    if args.log_path == "filelog" and "filelog" not in profiles:
+        profiles.append("filelog")  # the services' JSON lines are the log records then
     try:
-        backends = BackendStack(STATE_DIR / "stack", Ports.from_env(), supervisor=supervisor)
-    except BackendsNotInstalled as exc:
+        backends = BackendStack(
+            STATE_DIR / "stack",
+            Ports.from_env(),
+            supervisor=supervisor,
+            collector_profiles=profiles,
+            service_logs=STATE_DIR / "logs",
+        )
+    except (BackendsNotInstalled, ValueError) as exc:
         _print(str(exc))
         return 1
     telemetry_env = service_telemetry_environment()
+    if args.log_path == "filelog":
+        telemetry_env["SAGASCOPE_LOG_PATH"] = "filelog"
     services = None if args.backends_only else _stack(args.faults, telemetry_env, supervisor)
     try:
         _print("starting the backends (Elasticsearch, Jaeger, the Collector, Prometheus) ...")
@@ -312,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_argument("--faults", action="store_true", help="enable fault injection in the services")
     stack.add_argument("--backends-only", action="store_true", help="start the backends, not the services")
+    stack.add_argument(
+        "--collector-profile",
+        action="append",
+        choices=LOCAL_COLLECTOR_PROFILES,
+        help="add a collector profile (observability/otel-collector/profiles/): production = tail sampling",
+    )
+    stack.add_argument(
+        "--log-path",
+        choices=LOG_PATHS,
+        default="otlp",
+        help="otlp: the services export log records over OTLP; filelog: they write JSON lines only, "
+        "which the collector's file_log receiver reads",
+    )
     stack.set_defaults(run=cmd_stack)
 
     demo = sub.add_parser("demo", help="start (or reuse) the stack and run the five saga scenarios")

@@ -5,7 +5,9 @@ differ, through the environment variables the files expand (the collector and Ja
 ``${env:VAR:-default}``, Elasticsearch ``${VAR}``), with the local values from
 :mod:`sagascope.local.topology`. Prometheus has no environment substitution: its compose
 config is rendered into ``<state_dir>/prometheus/`` with each scrape job's target replaced by
-the local one.
+the local one. The collector runs the base config plus the chosen profiles
+(``observability/otel-collector/profiles/<name>.yml``, overlays merged by repeated ``--config``);
+it scrapes the services' /metrics and remote-writes to Prometheus.
 
 ``make backends`` installs and builds them (scripts/backends/); where it put them is read from
 ``scripts/backends/paths.sh``. Logs: ``<state_dir>/<name>.log`` (default ``var/stack``).
@@ -17,7 +19,7 @@ import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,14 +37,48 @@ from sagascope.local.topology import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the configs live in the checkout, not the package
 
-# Prometheus scrape jobs (observability/prometheus/prometheus.yml) and their local ports.
+# Overlays in observability/otel-collector/profiles/ to choose on this machine: `sagascope stack
+# --collector-profile NAME`. (filelog.yml comes with `--log-path filelog`, which also turns the
+# services' OTLP log export off; k8s.yml needs a cluster.)
+LOCAL_COLLECTOR_PROFILES = ("production",)
+# How the services' logs reach the collector (`sagascope stack --log-path`): OTLP export, or
+# their stdout JSON lines (the process logs) tailed by the file_log receiver.
+LOG_PATHS = ("otlp", "filelog")
+
+# Prometheus scrape jobs (observability/prometheus/prometheus.yml) and their local ports. The
+# services are not among them: the collector scrapes those (its prometheus receiver).
 _SCRAPE_PORTS: dict[str, Callable[[Ports], int]] = {
-    "identity-service": lambda p: p.identity_metrics,
-    "order-service": lambda p: p.order_metrics,
-    "payment-service": lambda p: p.payment_metrics,
     "otel-collector": lambda p: COLLECTOR.metrics.port,
     "prometheus": lambda p: PROMETHEUS.web.port,
 }
+
+
+def collector_configs(
+    profiles: Sequence[str] = (), overlays: Sequence[Path] = (), repo: Path = REPO_ROOT
+) -> list[Path]:
+    """The base collector config, then each profile's overlay, then any extra overlay files."""
+    base = repo / "observability" / "otel-collector"
+    files = [base / "otelcol-config.yml"]
+    for name in profiles:
+        path = base / "profiles" / f"{name}.yml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (base / "profiles").glob("*.yml"))
+            raise ValueError(f"no collector profile {name!r} (known: {', '.join(known)})")
+        files.append(path)
+    return files + [Path(o) for o in overlays]
+
+
+def collector_scrape_environment(ports: Ports, service_logs: Path | None = None) -> dict[str, str]:
+    """What the collector config expands to scrape the local services (and, for the file_log
+    receiver, which files hold their JSON log lines)."""
+    env = {
+        "IDENTITY_METRICS_TARGET": address(ports.identity_metrics),
+        "ORDER_METRICS_TARGET": address(ports.order_metrics),
+        "PAYMENT_METRICS_TARGET": address(ports.payment_metrics),
+    }
+    if service_logs is not None:
+        env["FILELOG_INCLUDE"] = str(service_logs.resolve() / "*.log")
+    return env
 
 
 class BackendsNotInstalled(RuntimeError):
@@ -125,11 +161,18 @@ class BackendStack:
     """Elasticsearch, Jaeger, the collector, Prometheus — then the Elasticsearch index set-up."""
 
     state_dir: Path
-    ports: Ports = field(default_factory=Ports)  # the services' metrics ports Prometheus scrapes
+    ports: Ports = field(default_factory=Ports)  # the services' metrics ports the collector scrapes
     repo: Path = REPO_ROOT
     supervisor: Supervisor | None = None
     installed: Installed | None = None
     names: list[str] = field(default_factory=list)
+    # Collector profiles (observability/otel-collector/profiles/<name>.yml) and extra overlays.
+    collector_profiles: Sequence[str] = ()
+    collector_overlays: Sequence[Path] = ()
+    # The services' log directory (LocalStack's <state_dir>/logs), for the file_log receiver.
+    service_logs: Path | None = None
+    # More environment for the collector (e.g. TAIL_SAMPLING_PERCENTAGE).
+    collector_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
@@ -160,8 +203,8 @@ class BackendStack:
         self._add(
             ManagedProcess(
                 "otel-collector",
-                [str(inst.otelcol_bin), "--config", str(obs / "otel-collector" / "otelcol-config.yml")],
-                dict(env),
+                self._collector_command(self.collector_profiles, self.collector_overlays),
+                {**env, **collector_scrape_environment(self.ports, self.service_logs), **self.collector_env},
                 self.state_dir / "otel-collector.log",
                 http_health(COLLECTOR.health.url + COLLECTOR.health_path),
                 listens_on=_listens_on(*COLLECTOR.listeners()),
@@ -179,6 +222,8 @@ class BackendStack:
                     "--storage.tsdb.retention.time=1d",
                     f"--web.listen-address={PROMETHEUS.web.address}",
                     "--web.enable-lifecycle",
+                    # the collector remote-writes every metric, exemplars included
+                    "--web.enable-remote-write-receiver",
                     "--enable-feature=exemplar-storage",
                 ],
                 dict(env),
@@ -187,6 +232,26 @@ class BackendStack:
                 listens_on={"--web.listen-address": PROMETHEUS.web.port},
             )
         )
+
+    def _collector_command(self, profiles: Sequence[str], overlays: Sequence[Path]) -> list[str]:
+        assert self.installed is not None
+        command = [str(self.installed.otelcol_bin)]
+        for path in collector_configs(profiles, overlays, self.repo):
+            command += ["--config", str(path)]
+        return command
+
+    async def restart_collector(
+        self, profiles: Sequence[str], overlays: Sequence[Path] = (), env: Mapping[str, str] | None = None
+    ) -> None:
+        """Run the collector again with other profiles (the other backends keep running)."""
+        assert self.supervisor is not None
+        proc = self.supervisor.processes["otel-collector"]
+        await self.supervisor.stop_one(proc.name)
+        proc.command = self._collector_command(profiles, overlays)
+        if env is not None:
+            proc.env.update(env)
+        self.collector_profiles, self.collector_overlays = tuple(profiles), tuple(overlays)
+        await self.supervisor.start_one(proc.name, timeout=60)
 
     def _elasticsearch(self, inst: Installed, env: Mapping[str, str]) -> ManagedProcess:
         """A private config directory (the shared elasticsearch.yml, the distribution's JVM and
@@ -259,6 +324,7 @@ class BackendStack:
         return "\n".join(
             [
                 f"  OTLP (services export here)  grpc {COLLECTOR.otlp_grpc.url}  http {COLLECTOR.otlp_http.url}",
+                f"  collector profiles           {', '.join(self.collector_profiles) or 'base (every trace kept)'}",
                 f"  collector health / metrics   {COLLECTOR.health.url}/  {COLLECTOR.metrics.url}/metrics",
                 f"  Jaeger UI + query API        {JAEGER.query_http.url}/  (OTLP in on {JAEGER.otlp_grpc.address})",
                 f"  Elasticsearch                {ELASTICSEARCH.http.url}/",

@@ -180,12 +180,13 @@ PROMETHEUS = PrometheusTopology()
 
 def backend_environment(deployment_environment: str = "local") -> dict[str, str]:
     """What the shared config files expand to run locally: every listener, plus where the
-    collector exports (Jaeger's OTLP gRPC, Elasticsearch)."""
+    collector exports (Jaeger's OTLP gRPC, Elasticsearch, Prometheus's remote-write receiver)."""
     env = {"DEPLOYMENT_ENVIRONMENT": deployment_environment}
     for backend in (COLLECTOR, JAEGER, ELASTICSEARCH, PROMETHEUS):
         env.update(backend.environment())
     env["JAEGER_OTLP_ENDPOINT"] = JAEGER.otlp_grpc.address
     env["ELASTICSEARCH_ENDPOINT"] = ELASTICSEARCH.http.url
+    env["PROMETHEUS_REMOTE_WRITE_URL"] = f"{PROMETHEUS.web.url}/api/v1/write"
     return env
 
 

@@ -2,26 +2,28 @@
 # Build the sagascope OpenTelemetry Collector with the collector builder (ocb)
 # from observability/otel-collector/builder-config.yaml.
 #
-# The binary is cached under $SAGASCOPE_CACHE keyed by release; a stamp holds
-# the manifest's fingerprint, so editing the manifest rebuilds and nothing
-# else does. ocb itself is `go install`ed at the core release the manifest
-# names.
+# The binary is cached under $SAGASCOPE_CACHE keyed by release AND the
+# manifest's fingerprint (OTELCOL_BIN in lib.sh), so editing the manifest
+# rebuilds into a new directory that sagascope.local.backends then finds, and
+# nothing else rebuilds. ocb itself is `go install`ed at the core release the
+# manifest names.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MANIFEST="$REPO_ROOT/observability/otel-collector/builder-config.yaml"
+MANIFEST="$OTELCOL_MANIFEST"
 [[ -f "$MANIFEST" ]] || die "missing $MANIFEST"
 
 # One matched release: the manifest's dist.version must be the .env release.
 manifest_version="$(sed -n 's/^  version: *//p' "$MANIFEST" | head -n1)"
 [[ "$manifest_version" == "$OTELCOL_VERSION" ]] \
   || die "builder-config.yaml dist.version ($manifest_version) != OTELCOL_VERSION in .env ($OTELCOL_VERSION)"
-if grep -E 'gomod: .* v0\.' "$MANIFEST" | grep -v " v$OTELCOL_VERSION\$" >&2; then
+# A line may name another release only when it says why ("# proxy-gap: ..."): the module proxy
+# reachable here lacks that module at the release.
+if grep -E 'gomod: .* v0\.' "$MANIFEST" | grep -v " v$OTELCOL_VERSION\$" | grep -v ' # proxy-gap: ' >&2; then
   die "every v0.x component in $MANIFEST must be v$OTELCOL_VERSION (lines above)"
 fi
 
 OUT_DIR="$(dirname "$OTELCOL_BIN")"
-STAMP="$OUT_DIR/.manifest-$(fingerprint "$MANIFEST")"
-if [[ -x "$OTELCOL_BIN" && -f "$STAMP" ]]; then
+if [[ -x "$OTELCOL_BIN" ]]; then
   log "collector $OTELCOL_VERSION cached: $OTELCOL_BIN"
   exit 0
 fi
@@ -33,7 +35,7 @@ if [[ ! -x "$OCB" ]]; then
   GOBIN="$(dirname "$OCB")" go install "go.opentelemetry.io/collector/cmd/builder@v$OTELCOL_VERSION"
 fi
 
-WORK="$SAGASCOPE_CACHE/build/otelcol-sagascope-$OTELCOL_VERSION"
+WORK="$SAGASCOPE_CACHE/build/$(basename "$OUT_DIR")"
 mkdir -p "$WORK" "$OUT_DIR"
 # ocb resolves output_path relative to the working directory.
 cp "$MANIFEST" "$WORK/builder-config.yaml"
@@ -54,7 +56,7 @@ while read -r mod ver sum; do
   [[ "$want" == "$sum" ]] || die "checksum mismatch for $mod $ver: got $sum, upstream go.sum has $want"
 done < <(grep '^go.opentelemetry.io/ebpf-profiler ' "$WORK/build/go.sum")
 log "ebpf-profiler checksums match elasticsearchexporter's go.sum"
-install -m 0755 "$WORK/build/otelcol-sagascope" "$OTELCOL_BIN"
-rm -f "$OUT_DIR"/.manifest-* && touch "$STAMP"
+# Install under a temporary name, then rename: a half-copied binary is never found.
+install -m 0755 "$WORK/build/otelcol-sagascope" "$OTELCOL_BIN.tmp" && mv -f "$OTELCOL_BIN.tmp" "$OTELCOL_BIN"
 log "collector built in $((SECONDS - start))s: $OTELCOL_BIN"
 "$OTELCOL_BIN" components >/dev/null && log "components: $("$OTELCOL_BIN" --version)"

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# `validate` the collector config with the locally built collector, once with
-# the compose endpoints (the file's defaults) and once with the local ones.
-# The local endpoints come from the one topology (sagascope.local.topology).
+# `validate` the collector config with the locally built collector: the base alone and with
+# every profile overlay (observability/otel-collector/profiles/*.yml) — each alone, all together,
+# and production+filelog — once with the compose endpoints (the files' defaults) and once with
+# the local ones. The local endpoints come from the one topology (sagascope.local.topology).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-CONFIG="$REPO_ROOT/observability/otel-collector/otelcol-config.yml"
+DIR="$REPO_ROOT/observability/otel-collector"
+BASE="$DIR/otelcol-config.yml"
 PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 [[ -x "$OTELCOL_BIN" ]] || die "collector not built: run make backends"
-env -u JAEGER_OTLP_ENDPOINT -u ELASTICSEARCH_ENDPOINT "$OTELCOL_BIN" validate --config "$CONFIG"
 mapfile -t local_env < <(cd "$REPO_ROOT" && "$PYTHON" -m sagascope.local.topology)
 (( ${#local_env[@]} )) || die "no local topology from $PYTHON -m sagascope.local.topology (make install)"
-env "${local_env[@]}" "$OTELCOL_BIN" validate --config "$CONFIG"
-log "collector $OTELCOL_VERSION: $CONFIG is valid"
+
+combinations=("" production filelog k8s "production filelog" "production filelog k8s")
+for combo in "${combinations[@]}"; do
+  args=(--config "$BASE")
+  for profile in $combo; do
+    [[ -f "$DIR/profiles/$profile.yml" ]] || die "missing profile $DIR/profiles/$profile.yml"
+    args+=(--config "$DIR/profiles/$profile.yml")
+  done
+  env -u JAEGER_OTLP_ENDPOINT -u ELASTICSEARCH_ENDPOINT -u PROMETHEUS_REMOTE_WRITE_URL \
+    "$OTELCOL_BIN" validate "${args[@]}" || die "invalid: base ${combo:++ $combo} (compose endpoints)"
+  env "${local_env[@]}" "$OTELCOL_BIN" validate "${args[@]}" || die "invalid: base ${combo:++ $combo} (local endpoints)"
+  log "valid: base${combo:+ + ${combo// / + }}"
+done
+log "collector $OTELCOL_VERSION ($OTELCOL_BIN): every profile combination is valid"

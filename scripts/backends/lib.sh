@@ -29,12 +29,16 @@ JAEGER_GO_MODULE_VERSION="$(_env_value JAEGER_GO_MODULE_VERSION)"
 ELASTIC_VERSION="$(_env_value ELASTIC_VERSION)"
 ES_JAVA_HEAP="$(_env_value ES_JAVA_HEAP)"
 
-OTELCOL_BIN="$SAGASCOPE_CACHE/otelcol-sagascope-$OTELCOL_VERSION/otelcol-sagascope"
+# The collector is cached by the builder manifest's fingerprint: a changed component list builds
+# (and is found at) a new path, and worktrees on different manifests never swap binaries.
+# Comments and blank lines do not count.
+OTELCOL_MANIFEST="$REPO_ROOT/observability/otel-collector/builder-config.yaml"
+OTELCOL_BIN="$SAGASCOPE_CACHE/otelcol-sagascope-$OTELCOL_VERSION-$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$OTELCOL_MANIFEST" | sha256sum | cut -c1-16)/otelcol-sagascope"
 JAEGER_BIN="$SAGASCOPE_CACHE/jaeger-$JAEGER_GO_MODULE_VERSION/jaeger"
 ES_HOME="$SAGASCOPE_CACHE/elasticsearch-$ELASTIC_VERSION"
 ES_USER="${SAGASCOPE_ES_USER:-sagascope-es}"
 export OTELCOL_VERSION JAEGER_GO_MODULE_VERSION ELASTIC_VERSION ES_JAVA_HEAP
-export OTELCOL_BIN JAEGER_BIN ES_HOME ES_USER
+export OTELCOL_MANIFEST OTELCOL_BIN JAEGER_BIN ES_HOME ES_USER
 
 log() { printf '[backends] %s\n' "$*" >&2; }
 die() { printf '[backends] error: %s\n' "$*" >&2; exit 1; }

@@ -170,14 +170,6 @@ def test_built_collector_validates_the_config() -> None:
 
 
 @pytest.fixture(scope="module")
-def correlation_id() -> str:
-    cid = os.environ.get("E2E_CORRELATION_ID", "")
-    if not cid:
-        unavailable("E2E_CORRELATION_ID (a compensated order's correlation id) is not set")
-    return cid
-
-
-@pytest.fixture(scope="module")
 def jaeger_trace(correlation_id: str) -> dict[str, Any]:
     if not reachable(f"{JAEGER}/api/services"):
         unavailable(f"Jaeger query API not reachable at {JAEGER}")

@@ -36,7 +36,7 @@ from sagascope.common.telemetry.instrumentation import (
     grpc_client_span_interceptors,
     grpc_server_span_interceptor,
 )
-from sagascope.common.telemetry.logs import init_logging
+from sagascope.common.telemetry.logs import init_logging, open_log_file
 from sagascope.common.telemetry.metrics import Metrics, MetricsServer, create_metrics
 from sagascope.common.telemetry.resilience_events import TelemetryResilienceEvents
 from sagascope.common.telemetry.saga import TelemetrySagaObserver
@@ -197,6 +197,8 @@ def init_telemetry(
     synchronously (tests and tools); ``stream`` replaces stdout for the JSON lines.
     """
     settings = settings or TelemetrySettings.from_env()
+    if stream is None and settings.log_file is not None:
+        stream = open_log_file(settings.log_file)
     default_semconv_opt_in()
     resource = build_resource(service_name, service_version, settings.environment)
     name = str(resource.attributes.get("service.name", service_name))

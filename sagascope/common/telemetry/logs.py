@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
 
@@ -270,6 +271,13 @@ def _skip_unused_record_attributes() -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+
+
+def open_log_file(path: Path) -> TextIO:
+    """``SAGASCOPE_LOG_FILE``: the JSON lines appended to a file instead of stdout, one flush a line
+    so a reader tailing it (the collector's file_log receiver) sees each record as it is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("a", buffering=1, encoding="utf-8")
 
 
 def init_logging(

@@ -20,6 +20,9 @@ LOG_LEVEL = "SAGASCOPE_LOG_LEVEL"
 METRICS_HOST = "SAGASCOPE_METRICS_HOST"
 LOG_EXPORT = "SAGASCOPE_LOG_EXPORT"
 _LOG_EXPORT_CHOICES = ("all", "sampled")
+LOG_PATH = "SAGASCOPE_LOG_PATH"
+_LOG_PATH_CHOICES = ("otlp", "filelog")
+LOG_FILE = "SAGASCOPE_LOG_FILE"
 
 _PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -39,6 +42,11 @@ class TelemetrySettings:
     # "sampled": a record logged inside a trace the sampler dropped is not exported (OTLP/files);
     # its JSON line is written as always. "all" (default): every record is exported.
     log_export: str = "all"
+    # How log records reach the collector. "otlp" (default): exported over OTLP (or to the files),
+    # besides the JSON line. "filelog": JSON lines only, for a collector's file_log receiver.
+    log_path: str = "otlp"
+    # None: JSON lines on stdout; else appended to this file.
+    log_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> TelemetrySettings:
@@ -49,6 +57,10 @@ class TelemetrySettings:
         log_export = env_str(LOG_EXPORT, "all").strip().lower()
         if log_export not in _LOG_EXPORT_CHOICES:
             raise ConfigError(f"{LOG_EXPORT} must be one of {_LOG_EXPORT_CHOICES}, got {log_export!r}")
+        log_path = env_str(LOG_PATH, "otlp").strip().lower()
+        if log_path not in _LOG_PATH_CHOICES:
+            raise ConfigError(f"{LOG_PATH} must be one of {_LOG_PATH_CHOICES}, got {log_path!r}")
+        log_file = env_str(LOG_FILE, "").strip()
         return cls(
             enabled=enabled,
             directory=Path(env_str(TELEMETRY_DIR, "var/telemetry")),
@@ -56,8 +68,11 @@ class TelemetrySettings:
             metrics_host=env_str(METRICS_HOST, "127.0.0.1"),
             environment=deployment_environment(),
             traces_protocol=_otlp_protocol("TRACES"),
-            logs_protocol=_otlp_protocol("LOGS"),
+            # The file_log path: the JSON line is the record, so no OTLP (or file) export of it.
+            logs_protocol="none" if log_path == "filelog" else _otlp_protocol("LOGS"),
             log_export=log_export,
+            log_path=log_path,
+            log_file=Path(log_file) if log_file else None,
         )
 
 
