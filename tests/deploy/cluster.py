@@ -216,8 +216,7 @@ def control_plane(tools: Tools, workdir: Path) -> Iterator[ControlPlane]:
         )
         plane.wait_for(
             "the controller-manager's `default` ServiceAccount in namespace default",
-            lambda: plane.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode
-            == 0,
+            lambda: plane.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
             timeout=90,
         )
         yield plane

@@ -45,9 +45,15 @@ def configured_text(rendering: Rendering, workload: dict[str, Any]) -> list[str]
                 texts.append(f"{env['name']}={env['value']}")
             ref = env.get("valueFrom", {})
             if "secretKeyRef" in ref:
-                texts.append(_by_prefix(rendering, "Secret", ref["secretKeyRef"]["name"]).get(ref["secretKeyRef"]["key"], ""))
+                texts.append(
+                    _by_prefix(rendering, "Secret", ref["secretKeyRef"]["name"]).get(ref["secretKeyRef"]["key"], "")
+                )
             if "configMapKeyRef" in ref:
-                texts.append(_by_prefix(rendering, "ConfigMap", ref["configMapKeyRef"]["name"]).get(ref["configMapKeyRef"]["key"], ""))
+                texts.append(
+                    _by_prefix(rendering, "ConfigMap", ref["configMapKeyRef"]["name"]).get(
+                        ref["configMapKeyRef"]["key"], ""
+                    )
+                )
     for volume in pod.get("volumes", []):
         if "configMap" in volume:
             texts += _by_prefix(rendering, "ConfigMap", volume["configMap"]["name"]).values()
@@ -83,6 +89,30 @@ def flows(rendering: Rendering) -> set[Flow]:
                     target = service_target(rendering, services[host], int(port))
                     if target and target[0] != caller:
                         found.add((caller, target[0], target[1]))
+    found |= mesh_flows(rendering, services)
+    return found
+
+
+def mesh_flows(rendering: Rendering, services: dict[str, dict[str, Any]]) -> set[Flow]:
+    """The ingress gateway's calls: each public route's destination, and its spans to the collector
+    (the Telemetry resource's provider, otel-collector:4317)."""
+    gateways = [w for w in rendering.workloads() if w["spec"]["template"]["metadata"]["labels"].get("istio")]
+    found: set[Flow] = set()
+    for gateway in gateways:
+        caller = app_name(gateway)
+        for vs in rendering.of_kind("VirtualService"):
+            if not vs["spec"].get("gateways"):
+                continue
+            for route in vs["spec"]["http"]:
+                for dest in route["route"]:
+                    host = dest["destination"]["host"].split(".")[0]
+                    target = service_target(rendering, services[host], dest["destination"]["port"]["number"])
+                    if target:
+                        found.add((caller, *target))
+        if rendering.of_kind("Telemetry"):
+            target = service_target(rendering, services["otel-collector"], 4317)
+            if target:
+                found.add((caller, *target))
     return found
 
 
@@ -110,7 +140,9 @@ def allowed(rendering: Rendering, flow: Flow) -> tuple[bool, bool]:
         if selects(spec["podSelector"], labels[caller]) and "Egress" in spec["policyTypes"]:
             for rule in spec.get("egress", []):
                 to_ok = "to" not in rule or any(
-                    "podSelector" in peer and "namespaceSelector" not in peer and selects(peer["podSelector"], labels[callee])
+                    "podSelector" in peer
+                    and "namespaceSelector" not in peer
+                    and selects(peer["podSelector"], labels[callee])
                     for peer in rule["to"]
                 )
                 if to_ok and any(p["port"] == port for p in rule.get("ports", [])):
@@ -118,7 +150,9 @@ def allowed(rendering: Rendering, flow: Flow) -> tuple[bool, bool]:
         if selects(spec["podSelector"], labels[callee]) and "Ingress" in spec["policyTypes"]:
             for rule in spec.get("ingress", []):
                 from_ok = any(
-                    "podSelector" in peer and "namespaceSelector" not in peer and selects(peer["podSelector"], labels[caller])
+                    "podSelector" in peer
+                    and "namespaceSelector" not in peer
+                    and selects(peer["podSelector"], labels[caller])
                     for peer in rule.get("from", [])
                 )
                 if from_ok and any(p["port"] == port for p in rule.get("ports", [])):

@@ -20,9 +20,15 @@ RESTRICTED = {
 
 def create_restricted_namespace(cluster: ControlPlane, name: str) -> None:
     cluster.kubectl(
-        "apply", "--server-side", "--field-manager=sagascope-test", "-f", "-",
+        "apply",
+        "--server-side",
+        "--field-manager=sagascope-test",
+        "-f",
+        "-",
         stdin=(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + name + "\n  labels:\n"
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "
+            + name
+            + "\n  labels:\n"
             + "".join(f"    {k}: {v}\n" for k, v in RESTRICTED.items())
         ),
     )
@@ -35,7 +41,8 @@ def expected_pods(rendering: Rendering, workload: dict[str, Any]) -> int:
     if replicas is not None:
         return int(replicas)
     hpas = [
-        h for h in rendering.of_kind("HorizontalPodAutoscaler")
+        h
+        for h in rendering.of_kind("HorizontalPodAutoscaler")
         if h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]
     ]
     assert hpas, f"{workload['metadata']['name']} sets no replicas and no HPA targets it"
@@ -45,9 +52,7 @@ def expected_pods(rendering: Rendering, workload: dict[str, Any]) -> int:
 def workload_failure(cluster: ControlPlane, namespace: str, workload: dict[str, Any]) -> str:
     """Why a workload's controller could not create its Pods (the admission message), if it said."""
     events = cluster.get("events", "-n", namespace)["items"]
-    return "\n".join(
-        e.get("message", "") for e in events if e.get("reason") in {"FailedCreate"}
-    )
+    return "\n".join(e.get("message", "") for e in events if e.get("reason") in {"FailedCreate"})
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -58,7 +63,12 @@ def test_rendering_is_accepted_and_its_pods_admitted(
     namespace = f"sagascope-{overlay}"
     create_restricted_namespace(cluster, namespace)
     applied = cluster.kubectl(
-        "apply", "--server-side", "--validate=strict", "--field-manager=sagascope-test", "-f", "-",
+        "apply",
+        "--server-side",
+        "--validate=strict",
+        "--field-manager=sagascope-test",
+        "-f",
+        "-",
         stdin=in_namespace(rendering, namespace),
     )
     lines = [line for line in applied.stdout.splitlines() if line.strip()]
@@ -69,8 +79,11 @@ def test_rendering_is_accepted_and_its_pods_admitted(
     for workload in rendering.workloads():
         name, kind = workload["metadata"]["name"], workload["kind"]
         want = expected_pods(rendering, workload)
-        selector = ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items()) \
-            if kind != "Job" else f"job-name={name}"
+        selector = (
+            ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items())
+            if kind != "Job"
+            else f"job-name={name}"
+        )
 
         def pods(selector: str = selector, want: int = want) -> list[dict[str, Any]] | None:
             items: list[dict[str, Any]] = cluster.get("pods", "-n", namespace, "-l", selector)["items"]

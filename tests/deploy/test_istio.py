@@ -32,7 +32,9 @@ def write(rendering: Rendering, tmp_path: Path) -> Path:
 def test_istioctl_validate_accepts_the_rendering(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(tools.istioctl), "validate", "-f", str(write(rendering, tmp_path))],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Error" not in proc.stdout + proc.stderr
@@ -41,7 +43,9 @@ def test_istioctl_validate_accepts_the_rendering(tools: Tools, rendering: Render
 def test_istioctl_analyze_finds_no_error(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(tools.istioctl), "analyze", "--use-kube=false", "-n", NAMESPACE, str(write(rendering, tmp_path))],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     output = proc.stdout + proc.stderr
     print(output)
@@ -52,7 +56,9 @@ def test_istioctl_analyze_finds_no_error(tools: Tools, rendering: Rendering, tmp
 def test_install_config_validates(tools: Tools) -> None:
     proc = subprocess.run(
         [str(tools.istioctl), "validate", "-f", str(K8S / "istio" / "install.yaml")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -78,14 +84,20 @@ def test_principals_are_real_service_accounts(rendering: Rendering) -> None:
 
 def test_only_order_may_call_payment_methods(rendering: Rendering) -> None:
     policies = [
-        p for p in rendering.of_kind("AuthorizationPolicy")
+        p
+        for p in rendering.of_kind("AuthorizationPolicy")
         if p["spec"].get("selector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "payment"
     ]
     assert policies and all(p["spec"].get("action", "ALLOW") == "ALLOW" for p in policies)
     method_rules = [
-        rule for p in policies for rule in p["spec"]["rules"]
-        if any(path.startswith("/sagascope.payments.v1.PaymentService/")
-               for to in rule.get("to", []) for path in to["operation"].get("paths", []))
+        rule
+        for p in policies
+        for rule in p["spec"]["rules"]
+        if any(
+            path.startswith("/sagascope.payments.v1.PaymentService/")
+            for to in rule.get("to", [])
+            for path in to["operation"].get("paths", [])
+        )
     ]
     assert method_rules
     for rule in method_rules:

@@ -15,7 +15,10 @@ from tests.deploy.render import Rendering
 def test_no_critical_findings(tools: Tools, renderings: dict[str, Rendering], overlay: str) -> None:
     proc = subprocess.run(
         [str(tools.kube_score), "score", "--output-format", "ci", "-"],
-        input=renderings[overlay].text, capture_output=True, text=True, timeout=120,
+        input=renderings[overlay].text,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     critical = [line for line in proc.stdout.splitlines() if line.startswith("[CRITICAL]")]
     print(proc.stdout)

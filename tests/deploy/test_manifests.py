@@ -9,18 +9,17 @@ from typing import Any
 import pytest
 
 from sagascope.common.server import GrpcServerConfig
-from tests.deploy.render import APP, NAMESPACE, OVERLAYS, REPO, Rendering, app_name, pod_spec
+from tests.deploy.render import APP, OVERLAYS, REPO, Rendering, app_name, pod_spec
 
 # Backend images whose entrypoints write inside the image (dev overlay only): a writable root.
 WRITABLE_ROOT = {"elasticsearch", "kibana"}
-# Callers outside the rendering: the Istio ingress gateway (installed by Istio's chart into this
-# namespace, README) — its ServiceAccount is Istio's, not ours.
-EXTERNAL_PRINCIPALS = {f"cluster.local/ns/{NAMESPACE}/sa/istio-ingressgateway"}
 
 
 def env_of(path: str) -> dict[str, str]:
     return dict(
-        line.split("=", 1) for line in (REPO / path).read_text().splitlines() if "=" in line and not line.startswith("#")
+        line.split("=", 1)
+        for line in (REPO / path).read_text().splitlines()
+        if "=" in line and not line.startswith("#")
     )
 
 
@@ -121,8 +120,10 @@ def test_configmaps_carry_the_repos_config_files_byte_for_byte(renderings: dict[
         assert data["k8s.yml"] == (collector / "profiles" / "k8s.yml").read_text()
     dev = renderings["dev"]
     expected: dict[str, list[Path]] = {
-        "prometheus-config": [REPO / "observability/prometheus/prometheus.yml",
-                              *sorted((REPO / "observability/prometheus").glob("*rules*.yml"))],
+        "prometheus-config": [
+            REPO / "observability/prometheus/prometheus.yml",
+            *sorted((REPO / "observability/prometheus").glob("*rules*.yml")),
+        ],
         "jaeger-config": [REPO / "observability/jaeger/config.yaml"],
         "elasticsearch-config": [REPO / "observability/elk/elasticsearch.yml"],
         "grafana-datasources": sorted((REPO / "observability/grafana/provisioning/datasources").glob("*.yml")),
@@ -160,6 +161,8 @@ def test_images_follow_the_pinned_versions(rendering: Rendering) -> None:
     }
     for workload in rendering.workloads():
         for c in containers(workload):
+            if c["image"] == "auto":
+                continue  # the Istio gateway: istiod's injector sets the mesh's proxy image
             image, _, tag = c["image"].rpartition(":")
             assert image and tag and tag != "latest", c["image"]
             if image in pins:

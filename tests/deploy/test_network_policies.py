@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.flows import flows, allowed, pod_labels, selects
+from tests.deploy.flows import allowed, flows, pod_labels, selects
 from tests.deploy.render import OVERLAYS, Rendering
-
-# Callers that are not workloads of the rendering: the edge, and Istio's own parts.
-EXTERNAL_CALLERS = [{"istio": "ingressgateway"}]
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -36,8 +33,13 @@ def test_the_expected_flows_are_found(renderings: dict[str, Rendering]) -> None:
         ("identity", "otel-collector", 4317),
     } <= prod
     dev = flows(renderings["dev"])
-    assert {("order", "postgres", 5432), ("payment", "mongo", 27017), ("otel-collector", "jaeger", 4317),
-            ("otel-collector", "elasticsearch", 9200), ("prometheus", "order", 9102)} <= dev
+    assert {
+        ("order", "postgres", 5432),
+        ("payment", "mongo", 27017),
+        ("otel-collector", "jaeger", 4317),
+        ("otel-collector", "elasticsearch", 9200),
+        ("prometheus", "order", 9102),
+    } <= dev
 
 
 def test_every_flow_is_allowed_at_both_ends(rendering: Rendering) -> None:
@@ -60,8 +62,6 @@ def test_every_ingress_rule_serves_a_real_flow(rendering: Rendering) -> None:
             for peer in rule.get("from", []):
                 if "namespaceSelector" in peer or "podSelector" not in peer:
                     continue  # from outside the namespace: the edge, istiod (commented in the file)
-                if any(selects(peer["podSelector"], ext) for ext in EXTERNAL_CALLERS):
-                    continue
                 callers = {app for app, lab in labels.items() if selects(peer["podSelector"], lab)}
                 assert callers, f"{policy['metadata']['name']}: a rule admits no pod of the rendering"
                 for caller in callers:

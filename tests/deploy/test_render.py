@@ -8,8 +8,16 @@ import pytest
 from tests.deploy.cluster import Tools
 from tests.deploy.render import OVERLAYS, Rendering, render
 
-ISTIO_KINDS = {"PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication", "Gateway",
-               "VirtualService", "DestinationRule", "Telemetry", "Sidecar"}
+ISTIO_KINDS = {
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "RequestAuthentication",
+    "Gateway",
+    "VirtualService",
+    "DestinationRule",
+    "Telemetry",
+    "Sidecar",
+}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
