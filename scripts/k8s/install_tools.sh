@@ -6,7 +6,7 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 export GOFLAGS=-mod=mod
 
 k8s_dir="$(bash "$here/build_control_plane.sh")"
-etcd="$(bash "$REPO_ROOT/scripts/backends/go_tool.sh" etcd go.etcd.io/etcd/server/v3 "$(_env_value ETCD_VERSION)")"
+etcd="$(bash "$here/build_wrapped.sh" etcd go.etcd.io/etcd/server/v3 "$(_env_value ETCD_VERSION)" go.etcd.io/etcd/server/v3)"
 kube_score="$(bash "$REPO_ROOT/scripts/backends/go_tool.sh" kube-score \
   github.com/zegl/kube-score/cmd/kube-score "$(_env_value KUBE_SCORE_VERSION)")"
 istioctl="$(bash "$REPO_ROOT/scripts/backends/go_tool.sh" istioctl \
