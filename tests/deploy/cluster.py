@@ -167,6 +167,11 @@ def control_plane(tools: Tools, workdir: Path) -> Iterator[ControlPlane]:
                     f"--etcd-servers={etcd_url}",
                     "--bind-address=127.0.0.1",
                     "--advertise-address=127.0.0.1",
+                    # No `kubernetes` Service endpoints: they may not be loopback, and nothing here needs them.
+                    "--endpoint-reconciler-type=none",
+                    # As real clusters (kubeadm, kind) run: privileged pods are allowed by the server
+                    # and refused by Pod Security admission per namespace — the check under test.
+                    "--allow-privileged=true",
                     f"--secure-port={api_port}",
                     f"--cert-dir={workdir / 'apiserver-certs'}",
                     f"--tls-cert-file={pki.server_cert}",
