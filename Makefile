@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # Fragments: real backends (mk/backends.mk), contracts/load/bench (mk/contracts.mk), e2e (mk/e2e.mk).
 -include $(wildcard mk/*.mk)
-.PHONY: help install demo up test unit integration protos check-protos lint clean
+.PHONY: help install demo up test unit integration fuzz protos check-protos lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ up: $(STAMP) ## start the three services locally (Ctrl-C stops them)
 protos: $(STAMP) ## regenerate the committed Python code from protos/
 	$(PY) -m tools.gen_protos
 
-test: $(STAMP) ## the test suite: lint, types, unit, integration (PostgreSQL tier when its binaries exist)
+test: $(STAMP) ## the test suite: lint, types, unit, integration (PostgreSQL tier when its binaries exist), fuzz
 	$(PY) -m tools.run_tests
 
 unit: $(STAMP) ## unit tests only
@@ -39,6 +39,9 @@ unit: $(STAMP) ## unit tests only
 
 integration: $(STAMP) ## integration tests only
 	$(PY) -m pytest tests/integration -q
+
+fuzz: $(STAMP) ## the fuzz tier with a larger budget (FUZZ_EXAMPLES, default 300; FUZZ_RANDOM=1 for a fresh seed) and its summary
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/fuzz -q -p no:cacheprovider
 
 lint: $(STAMP) ## ruff and mypy, on the same paths `make test` checks
 	$(PY) -m tools.run_tests lint types

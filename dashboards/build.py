@@ -1,10 +1,12 @@
-"""Grafana dashboards as code: writes dashboards/*.json.
+"""Grafana dashboards as typed code (grafana-foundation-sdk): writes dashboards/*.json.
 
     python dashboards/build.py           # regenerate the committed JSON
     python dashboards/build.py --check   # exit 1 when the JSON drifted from this file
 
-Plain data, standard library only: one function per dashboard, one helper per
-panel kind. Datasource uids are fixed by observability/grafana/provisioning.
+One function per dashboard; the SDK's builders follow Grafana's own schema, so a panel option
+Grafana would reject does not type-check. Datasource uids are fixed by
+observability/grafana/provisioning (exemplars link to Jaeger through the Prometheus one).
+The SDK line is pinned in pyproject.toml to the newest schema Grafana in compose reads.
 """
 
 # ruff: noqa: E501  (PromQL strings read better on one line)
@@ -13,437 +15,603 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import nodegraph, prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEditorMode
 
 HERE = Path(__file__).resolve().parent
-PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
-SCHEMA_VERSION = 39
+PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+GRPC_SERVER_ERRORS = 'grpc_code=~"UNKNOWN|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|CANCELLED"'
+
+PanelT = TypeVar("PanelT", timeseries.Panel, stat.Panel, statetimeline.Panel, nodegraph.Panel)
+
+
+# --- building blocks ---------------------------------------------------------------------------
+
+
+def query(expr: str, legend: str = "__auto", exemplar: bool = False, table: bool = False) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).legend_format(legend).editor_mode(QueryEditorMode.CODE).datasource(PROMETHEUS)
+    if table:  # an instant table (the node graph reads fields, not series)
+        return q.instant().format(PromQueryFormat.TABLE)
+    return q.range().exemplar(exemplar)
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
+    return dash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(
+        [model.Threshold(value=value, color=color) for value, color in steps]
+    )
+
+
+GREEN = thresholds((None, "green"))
 
 
 @dataclass
-class Target:
-    expr: str
-    legend: str = "__auto"
-    exemplar: bool = False
+class Cell:
+    """A panel and its size; :func:`board` lays cells out left to right, row by row."""
 
-    def to_json(self, ref: str) -> dict[str, Any]:
-        return {
-            "datasource": PROMETHEUS,
-            "refId": ref,
-            "expr": self.expr,
-            "legendFormat": self.legend,
-            "range": True,
-            "instant": False,
-            "exemplar": self.exemplar,
-            "editorMode": "code",
-        }
-
-
-@dataclass
-class Panel:
-    title: str
-    targets: list[Target]
-    kind: str = "timeseries"
-    unit: str = "short"
-    description: str = ""
+    panel: timeseries.Panel | stat.Panel | statetimeline.Panel | nodegraph.Panel
     width: int = 12
     height: int = 8
-    thresholds: list[tuple[float | None, str]] = field(default_factory=lambda: [(None, "green")])
-    mappings: list[dict[str, Any]] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    min: float | None = None
-    max: float | None = None
 
 
-def _panel_json(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "unit": panel.unit,
-        "thresholds": {
-            "mode": "absolute",
-            "steps": [{"color": color, "value": value} for value, color in panel.thresholds],
-        },
-        "mappings": panel.mappings,
-    }
-    if panel.min is not None:
-        defaults["min"] = panel.min
-    if panel.max is not None:
-        defaults["max"] = panel.max
-    options: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
-    if panel.kind in ("stat",):
-        options = {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-        }
-    options.update(panel.options)
-    return {
-        "id": pid,
-        "type": panel.kind,
-        "title": panel.title,
-        "description": panel.description,
-        "datasource": PROMETHEUS,
-        "gridPos": {"x": x, "y": y, "w": panel.width, "h": panel.height},
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": options,
-        "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
-    }
+def series(
+    title: str,
+    queries: Sequence[prometheus.Dataquery],
+    unit: str = "short",
+    description: str = "",
+    steps: dash.ThresholdsConfig = GREEN,
+    min_: float | None = None,
+    max_: float | None = None,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .unit(unit)
+        .thresholds(steps)
+        .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM).show_legend(True))
+    )
+    if min_ is not None:
+        panel = panel.min(min_)
+    if max_ is not None:
+        panel = panel.max(max_)
+    return with_targets(panel, queries)
 
 
-def _variable(name: str, label: str, query: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": PROMETHEUS,
-        "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
-        "refresh": 2,
-        "includeAll": True,
-        "multi": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "sort": 1,
-    }
+def with_targets(panel: PanelT, queries: Sequence[prometheus.Dataquery]) -> PanelT:
+    """Targets get refIds A, B, ... unless they name their own."""
+    for index, q in enumerate(queries):
+        if not q.build().ref_id:
+            q = q.ref_id(chr(ord("A") + index))
+        panel = panel.with_target(q)
+    return panel
 
 
-def dashboard(
-    uid: str, title: str, description: str, panels: list[Panel], variables: list[dict[str, Any]]
-) -> dict[str, Any]:
-    laid_out: list[dict[str, Any]] = []
+def single(title: str, expr: str, legend: str, description: str = "", steps: dash.ThresholdsConfig = GREEN, unit: str = "short") -> stat.Panel:
+    return with_targets(
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .unit(unit)
+        .thresholds(steps)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)),
+        [query(expr, legend)],
+    )
+
+
+def variable(name: str, label: str, definition: str) -> dash.QueryVariable:
+    return (
+        dash.QueryVariable(name)
+        .label(label)
+        .datasource(PROMETHEUS)
+        .query(definition)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .include_all(True)
+        .multi(True)
+        .all_value(".*")
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
+
+
+def board(uid: str, title: str, description: str, cells: Sequence[Cell], variables: Sequence[dash.QueryVariable] = ()) -> model.Dashboard:
+    builder = (
+        dash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["sagascope"])
+        .timezone("browser")
+        .editable()
+        .readonly()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .refresh("10s")
+        .time("now-30m", "now")
+        .version(1)
+        .link(
+            dash.DashboardLink("sagascope")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(["sagascope"])
+            .as_dropdown(False)
+            .include_vars(False)
+            .keep_time(True)
+        )
+    )
+    for v in variables:
+        builder = builder.with_variable(v)
     x = y = row_height = 0
-    for pid, panel in enumerate(panels, start=1):
-        if x + panel.width > 24:
+    for pid, cell in enumerate(cells, start=1):
+        if x + cell.width > 24:
             x, y, row_height = 0, y + row_height, 0
-        laid_out.append(_panel_json(panel, pid, x, y))
-        x += panel.width
-        row_height = max(row_height, panel.height)
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["sagascope"],
-        "timezone": "browser",
-        "editable": False,
-        "graphTooltip": 1,
-        "refresh": "10s",
-        "time": {"from": "now-30m", "to": "now"},
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "links": [
-            {
-                "title": "sagascope",
-                "type": "dashboards",
-                "tags": ["sagascope"],
-                "asDropdown": False,
-                "includeVars": False,
-                "keepTime": True,
-            },
-        ],
-        "templating": {"list": variables},
-        "annotations": {"list": []},
-        "panels": laid_out,
-    }
+        builder = builder.with_panel(cell.panel.id(pid).grid_pos(model.GridPos(h=cell.height, w=cell.width, x=x, y=y)))
+        x += cell.width
+        row_height = max(row_height, cell.height)
+    return builder.build()
 
 
-def quantiles(metric: str, by: str, selector: str, legend_prefix: str, exemplar: bool) -> list[Target]:
+def quantiles(metric: str, by: str, selector: str, legend_prefix: str, exemplar: bool) -> list[prometheus.Dataquery]:
     group = f"le, {by}" if by else "le"
     suffix = f" {{{{{by}}}}}" if by and "," not in by else ""
     return [
-        Target(
+        query(
             f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))",
-            legend=f"{legend_prefix}p{int(q * 100)}{suffix}",
+            f"{legend_prefix}p{int(q * 100)}{suffix}",
             exemplar=exemplar,
         )
         for q in (0.5, 0.95, 0.99)
     ]
 
 
-# --- Saga overview --------------------------------------------------------
+# --- Saga overview -------------------------------------------------------------------------------
 
 SAGA = 'saga=~"$saga"'
 
 
-def saga_overview() -> dict[str, Any]:
-    panels = [
-        Panel(
+def saga_overview() -> model.Dashboard:
+    cells = [
+        Cell(series(
             "Sagas per second by outcome",
             [
-                Target(f"sum by (outcome) (rate(saga_finished_total{{{SAGA}}}[$__rate_interval]))", "{{outcome}}"),
-                Target(f"sum(rate(saga_started_total{{{SAGA}}}[$__rate_interval]))", "started"),
+                query(f"sum by (outcome) (rate(saga_finished_total{{{SAGA}}}[$__rate_interval]))", "{{outcome}}"),
+                query(f"sum(rate(saga_started_total{{{SAGA}}}[$__rate_interval]))", "started"),
             ],
             unit="reqps",
             description="Finished sagas by outcome (completed / compensated / failed) against started ones.",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Compensation ratio",
-            [
-                Target(
-                    f'(sum(rate(saga_finished_total{{{SAGA},outcome="compensated"}}[$__rate_interval]))'
-                    f" or 0 * sum(rate(saga_finished_total{{{SAGA}}}[$__rate_interval])))"
-                    f" / sum(rate(saga_finished_total{{{SAGA}}}[$__rate_interval]))",
-                    "compensated / finished",
-                )
-            ],
+            [query(
+                f'(sum(rate(saga_finished_total{{{SAGA},outcome="compensated"}}[$__rate_interval]))'
+                f" or 0 * sum(rate(saga_finished_total{{{SAGA}}}[$__rate_interval])))"
+                f" / sum(rate(saga_finished_total{{{SAGA}}}[$__rate_interval]))",
+                "compensated / finished",
+            )],
             unit="percentunit",
-            min=0,
-            max=1,
-            thresholds=[(None, "green"), (0.2, "orange"), (0.5, "red")],
+            min_=0,
+            max_=1,
+            steps=thresholds((None, "green"), (0.2, "orange"), (0.5, "red")),
             description="Share of finished sagas that rolled back. The SagaCompensationRatioHigh alert fires above 20% for 5 minutes.",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Saga duration p50 / p95 / p99 (exemplars → Jaeger)",
             quantiles("saga_duration_seconds", "", SAGA, "", exemplar=True),
             unit="s",
             description="End-to-end saga latency. Each dot is an exemplar: click it to open that saga's trace in Jaeger.",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Step duration p95 by step (exemplars → Jaeger)",
             [
-                Target(
-                    f"histogram_quantile(0.95, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))",
-                    "p95 {{step}}",
-                    exemplar=True,
-                ),
-                Target(
-                    f"histogram_quantile(0.50, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))",
-                    "p50 {{step}}",
-                ),
-                Target(
-                    f"histogram_quantile(0.99, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))",
-                    "p99 {{step}}",
-                ),
+                query(f"histogram_quantile(0.95, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))", "p95 {{step}}", exemplar=True),
+                query(f"histogram_quantile(0.50, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))", "p50 {{step}}"),
+                query(f"histogram_quantile(0.99, sum by (le, step) (rate(saga_step_duration_seconds_bucket{{{SAGA}}}[$__rate_interval])))", "p99 {{step}}"),
             ],
             unit="s",
             description="reserve, charge, confirm: which step makes the saga slow.",
-        ),
-        Panel(
-            "In flight",
-            [Target(f"sum(saga_in_flight{{{SAGA}}})", "in flight")],
-            kind="stat",
-            width=6,
-            height=5,
-            description="Sagas started and not yet finished, across order-service replicas.",
-        ),
-        Panel(
-            "FAILED (in range)",
-            [Target(f'sum(increase(saga_finished_total{{{SAGA},outcome="failed"}}[$__range]))', "failed")],
-            kind="stat",
-            width=6,
-            height=5,
-            thresholds=[(None, "green"), (1, "red")],
-            description="Sagas whose compensation could not finish. Anything above 0 pages (SagaFailed).",
-        ),
-        Panel(
-            "Recovered (in range)",
-            [Target(f"sum(increase(saga_recovered_total{{{SAGA}}}[$__range]))", "recovered")],
-            kind="stat",
-            width=6,
-            height=5,
-            thresholds=[(None, "green"), (1, "orange")],
-            description="Sagas resumed or compensated by recovery after an orchestrator restart.",
-        ),
-        Panel(
-            "Compensated (in range)",
-            [Target(f'sum(increase(saga_finished_total{{{SAGA},outcome="compensated"}}[$__range]))', "compensated")],
-            kind="stat",
-            width=6,
-            height=5,
-            thresholds=[(None, "green"), (1, "orange")],
-        ),
-        Panel(
+        )),
+        Cell(single("In flight", f"sum(saga_in_flight{{{SAGA}}})", "in flight", "Sagas started and not yet finished, across order-service replicas."), 6, 5),
+        Cell(single(
+            "FAILED (in range)", f'sum(increase(saga_finished_total{{{SAGA},outcome="failed"}}[$__range]))', "failed",
+            "Sagas whose compensation could not finish. Anything above 0 pages (SagaFailed).", thresholds((None, "green"), (1, "red")),
+        ), 6, 5),
+        Cell(single(
+            "Recovered (in range)", f"sum(increase(saga_recovered_total{{{SAGA}}}[$__range]))", "recovered",
+            "Sagas resumed or compensated by recovery after an orchestrator restart.", thresholds((None, "green"), (1, "orange")),
+        ), 6, 5),
+        Cell(single(
+            "Compensated (in range)", f'sum(increase(saga_finished_total{{{SAGA},outcome="compensated"}}[$__range]))', "compensated",
+            steps=thresholds((None, "green"), (1, "orange")),
+        ), 6, 5),
+        Cell(series(
             "Compensations per second by step and result",
-            [
-                Target(
-                    f"sum by (step, result) (rate(saga_compensations_total{{{SAGA}}}[$__rate_interval]))",
-                    "{{step}} {{result}}",
-                )
-            ],
+            [query(f"sum by (step, result) (rate(saga_compensations_total{{{SAGA}}}[$__rate_interval]))", "{{step}} {{result}}")],
             unit="reqps",
-            width=24,
             description="Which step was undone, and whether the compensation itself succeeded.",
-        ),
+        ), 24),
+        # From the saga log itself (sagascope/order/saga_gauges.py), not from spans: what is stuck.
+        Cell(series(
+            "Unfinished sagas by status and step (saga log)",
+            [query(f"max by (status, step) (saga_log_unfinished{{{SAGA}}})", "{{status}} {{step}}")],
+            description="Rows of the saga log not COMPLETED / COMPENSATED, per status and the step they are in. FAILED = a compensation parked for recovery.",
+        )),
+        Cell(series(
+            "Longest without progress by step (saga log)",
+            [
+                query(f'max by (status, step) (saga_log_idle_seconds{{{SAGA},status=~"RUNNING|COMPENSATING"}})', "{{status}} {{step}}"),
+                query("max(sagascope:saga_stuck_threshold_seconds)", "stuck threshold"),
+            ],
+            unit="s",
+            description="Longest time an unfinished saga went without a saga-log write. Above the threshold for a minute: SagaStuckInStep.",
+        )),
+        Cell(series(
+            "Compensations parked as FAILED: oldest age (saga log)",
+            [
+                query(f'max by (step) (saga_log_oldest_age_seconds{{{SAGA},status="FAILED"}})', "parked at {{step}}"),
+                query("max(sagascope:saga_parked_threshold_seconds)", "parked threshold"),
+            ],
+            unit="s",
+            description="How long the oldest compensation recovery keeps retrying has existed. Above the threshold: SagaCompensationParked.",
+        )),
+        Cell(series(
+            "Recovery attempts and due sagas (saga log)",
+            [
+                query(f"sum(saga_log_recovery_attempts{{{SAGA}}})", "attempts on unfinished sagas"),
+                query(f"sum(saga_log_due{{{SAGA}}})", "due for recovery now"),
+            ],
+            description="Attempts rising while unfinished sagas do not fall is SagaRecoveryNoProgress.",
+        )),
     ]
-    return dashboard(
+    return board(
         "saga-overview",
         "Saga overview",
-        "The CreateOrder saga: throughput by outcome, compensation ratio, latency with exemplars linking to Jaeger.",
-        panels,
-        [_variable("saga", "saga", "label_values(saga_started_total, saga)")],
+        "The CreateOrder saga: throughput by outcome, compensation ratio, latency with exemplars linking to Jaeger, and what the saga log says is stuck.",
+        cells,
+        [variable("saga", "saga", "label_values(saga_started_total, saga)")],
     )
 
 
-# --- Service RED --------------------------------------------------------------
+# --- Service RED ---------------------------------------------------------------------------------
 
 JOB = 'job=~"$job"'
 
 
-def service_red() -> dict[str, Any]:
-    panels = [
-        Panel(
+def service_red() -> model.Dashboard:
+    cells = [
+        Cell(series(
             "Requests per second by service",
-            [Target(f"sum by (job) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval]))", "{{job}}")],
+            [query(f"sum by (job) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval]))", "{{job}}")],
             unit="reqps",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Requests per second by method",
-            [
-                Target(
-                    f"sum by (job, grpc_method) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval]))",
-                    "{{job}} {{grpc_method}}",
-                )
-            ],
+            [query(f"sum by (job, grpc_method) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval]))", "{{job}} {{grpc_method}}")],
             unit="reqps",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Errors per second by code",
-            [
-                Target(
-                    f'sum by (job, grpc_method, grpc_code) (rate(grpc_server_handled_total{{{JOB},grpc_code!="OK"}}[$__rate_interval]))',
-                    "{{job}} {{grpc_method}} {{grpc_code}}",
-                )
-            ],
+            [query(f'sum by (job, grpc_method, grpc_code) (rate(grpc_server_handled_total{{{JOB},grpc_code!="OK"}}[$__rate_interval]))', "{{job}} {{grpc_method}} {{grpc_code}}")],
             unit="reqps",
-        ),
-        Panel(
-            "Server-error ratio (SLO 99%)",
-            [Target("job:grpc_server_error_ratio:rate5m{" + JOB + "}", "{{job}}")],
+        )),
+        Cell(series(
+            "Server-error ratio",
+            [query(
+                f"(sum by (job) (rate(grpc_server_handled_total{{{JOB},{GRPC_SERVER_ERRORS}}}[$__rate_interval]))"
+                f" or 0 * sum by (job) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval])))"
+                f" / sum by (job) (rate(grpc_server_handled_total{{{JOB}}}[$__rate_interval]))",
+                "{{job}}",
+            )],
             unit="percentunit",
-            min=0,
-            thresholds=[(None, "green"), (0.01, "orange"), (0.144, "red")],
-            description="Recording rule job:grpc_server_error_ratio:rate5m; caller errors (InvalidArgument, NotFound, ...) excluded.",
-        ),
-        Panel(
+            min_=0,
+            steps=thresholds((None, "green"), (0.005, "orange"), (0.072, "red")),
+            description="Server-side codes only (caller errors such as INVALID_ARGUMENT or NOT_FOUND excluded). The SLOs allow 0.5%; 14.4x that (7.2%) pages. See the SLOs dashboard.",
+        )),
+        Cell(series(
             "Duration p95 by service and method",
             [
-                Target(
-                    f"histogram_quantile(0.95, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                    "p95 {{job}} {{grpc_method}}",
-                ),
-                Target(
-                    f"histogram_quantile(0.50, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                    "p50 {{job}} {{grpc_method}}",
-                ),
-                Target(
-                    f"histogram_quantile(0.99, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                    "p99 {{job}} {{grpc_method}}",
-                ),
+                query(f"histogram_quantile(0.95, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))", "p95 {{job}} {{grpc_method}}"),
+                query(f"histogram_quantile(0.50, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))", "p50 {{job}} {{grpc_method}}"),
+                query(f"histogram_quantile(0.99, sum by (le, job, grpc_method) (rate(grpc_server_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))", "p99 {{job}} {{grpc_method}}"),
             ],
             unit="s",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Outgoing calls by target method and code",
-            [
-                Target(
-                    f"sum by (job, grpc_method, grpc_code) (rate(grpc_client_handled_total{{{JOB}}}[$__rate_interval]))",
-                    "{{job}} → {{grpc_method}} {{grpc_code}}",
-                ),
-            ],
+            [query(f"sum by (job, grpc_method, grpc_code) (rate(grpc_client_handled_total{{{JOB}}}[$__rate_interval]))", "{{job}} → {{grpc_method}} {{grpc_code}}")],
             unit="reqps",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Outgoing call duration p95",
-            [
-                Target(
-                    f"histogram_quantile(0.95, sum by (le, job, grpc_method) (rate(grpc_client_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                    "p95 {{job}} → {{grpc_method}}",
-                )
-            ],
+            [query(f"histogram_quantile(0.95, sum by (le, job, grpc_method) (rate(grpc_client_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))", "p95 {{job}} → {{grpc_method}}")],
             unit="s",
-            width=24,
-        ),
+        ), 24),
     ]
-    return dashboard(
+    return board(
         "service-red",
         "Service RED",
         "Rate, errors and duration of every gRPC method, per service (server side) and per outgoing call (client side).",
-        panels,
-        [_variable("job", "service", "label_values(grpc_server_handled_total, job)")],
+        cells,
+        [variable("job", "service", "label_values(grpc_server_handled_total, job)")],
     )
 
 
-# --- Resilience ---------------------------------------------------------------
+# --- Resilience ----------------------------------------------------------------------------------
 
-BREAKER_STATES = [
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "closed", "color": "green", "index": 0},
-            "1": {"text": "half-open", "color": "orange", "index": 1},
-            "2": {"text": "open", "color": "red", "index": 2},
-        },
-    }
+BREAKER_STATES: list[model.ValueMapping] = [
+    model.ValueMap(options={
+        "0": model.ValueMappingResult(text="closed", color="green", index=0),
+        "1": model.ValueMappingResult(text="half-open", color="orange", index=1),
+        "2": model.ValueMappingResult(text="open", color="red", index=2),
+    })
 ]
 
 
-def resilience() -> dict[str, Any]:
-    panels = [
-        Panel(
-            "Circuit breaker state",
-            [Target(f"max by (job, target) (circuit_breaker_state{{{JOB}}})", "{{job}} → {{target}}")],
-            kind="state-timeline",
-            mappings=BREAKER_STATES,
-            width=24,
-            thresholds=[(None, "green"), (1, "orange"), (2, "red")],
-            description="0 closed, 1 half-open, 2 open. An open breaker fails calls fast; CircuitBreakerOpen fires after a minute.",
-            options={"showValue": "auto", "mergeValues": True},
+def resilience() -> model.Dashboard:
+    cells = [
+        Cell(
+            with_targets(
+            statetimeline.Panel()
+            .title("Circuit breaker state")
+            .description("0 closed, 1 half-open, 2 open. An open breaker fails calls fast; CircuitBreakerOpen fires after a minute.")
+            .datasource(PROMETHEUS)
+            .mappings(BREAKER_STATES)
+            .thresholds(thresholds((None, "green"), (1, "orange"), (2, "red")))
+            .show_value(common.VisibilityMode.AUTO)
+            .merge_values(True),
+            [query(f"max by (job, target) (circuit_breaker_state{{{JOB}}})", "{{job}} → {{target}}")]),
+            24,
         ),
-        Panel(
+        Cell(series(
             "Retries per second by target and code",
-            [
-                Target(
-                    f"sum by (job, target, code) (rate(resilience_retries_total{{{JOB}}}[$__rate_interval]))",
-                    "{{job}} → {{target}} {{code}}",
-                )
-            ],
+            [query(f"sum by (job, target, code) (rate(resilience_retries_total{{{JOB}}}[$__rate_interval]))", "{{job}} → {{target}} {{code}}")],
             unit="reqps",
             description="Only retryable codes (UNAVAILABLE, DEADLINE_EXCEEDED) are retried, with jittered backoff.",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Timeouts per second by target",
-            [
-                Target(
-                    f"sum by (job, target) (rate(resilience_timeouts_total{{{JOB}}}[$__rate_interval]))",
-                    "{{job}} → {{target}}",
-                )
-            ],
+            [query(f"sum by (job, target) (rate(resilience_timeouts_total{{{JOB}}}[$__rate_interval]))", "{{job}} → {{target}}")],
             unit="reqps",
             description="Calls that ran into their deadline.",
-        ),
-        Panel(
+        )),
+        Cell(series(
             "Outgoing call failures by code",
-            [
-                Target(
-                    f'sum by (job, grpc_method, grpc_code) (rate(grpc_client_handled_total{{{JOB},grpc_code!="OK"}}[$__rate_interval]))',
-                    "{{job}} → {{grpc_method}} {{grpc_code}}",
-                )
-            ],
+            [query(f'sum by (job, grpc_method, grpc_code) (rate(grpc_client_handled_total{{{JOB},grpc_code!="OK"}}[$__rate_interval]))', "{{job}} → {{grpc_method}} {{grpc_code}}")],
             unit="reqps",
-            width=24,
-        ),
+        ), 24),
     ]
-    return dashboard(
+    return board(
         "resilience",
         "Resilience",
         "Circuit breakers, retries and timeouts on every outgoing call.",
-        panels,
-        [_variable("job", "service", "label_values(circuit_breaker_state, job)")],
+        cells,
+        [variable("job", "service", "label_values(circuit_breaker_state, job)")],
     )
 
 
-DASHBOARDS = {
+# --- SLOs (rules generated by Sloth from observability/slo/) -------------------------------------
+
+SLO = 'sloth_service="sagascope",sloth_slo=~"$slo"'
+
+
+def slos() -> model.Dashboard:
+    cells = [
+        Cell(single(
+            "Error budget remaining (30 days)",
+            f"slo:period_error_budget_remaining:ratio{{{SLO}}}",
+            "{{sloth_slo}}",
+            "Share of the 30-day error budget not yet spent, per objective. Below 0 the objective is missed for the period.",
+            thresholds((None, "red"), (0.25, "orange"), (0.5, "green")),
+            unit="percentunit",
+        ), 24, 6),
+        Cell(series(
+            "Burn rate now (5m window)",
+            [query(f"slo:current_burn_rate:ratio{{{SLO}}}", "{{sloth_slo}}")],
+            description="How many times faster than sustainable the budget burns. 1 = exactly spent at the period's end; the page alert needs 14.4 over 5m and 1h (or 6 over 30m and 6h).",
+            steps=thresholds((None, "green"), (1, "orange"), (6, "red")),
+        )),
+        Cell(series(
+            "Burn rate over the period (30 days)",
+            [query(f"slo:period_burn_rate:ratio{{{SLO}}}", "{{sloth_slo}}")],
+            description="Average burn rate over the whole SLO period; above 1 the objective will be missed.",
+            steps=thresholds((None, "green"), (1, "red")),
+        )),
+        Cell(series(
+            "SLI error ratio by alert window",
+            [
+                query(f"slo:sli_error:ratio_rate5m{{{SLO}}}", "{{sloth_slo}} 5m"),
+                query(f"slo:sli_error:ratio_rate1h{{{SLO}}}", "{{sloth_slo}} 1h"),
+                query(f"slo:sli_error:ratio_rate6h{{{SLO}}}", "{{sloth_slo}} 6h"),
+            ],
+            unit="percentunit",
+            description="The error ratio the multi-window alerts compare: short windows react, long ones confirm.",
+        )),
+        Cell(series(
+            "Objective and budget",
+            [
+                query(f"slo:objective:ratio{{{SLO}}}", "{{sloth_slo}} objective"),
+                query(f"slo:error_budget:ratio{{{SLO}}}", "{{sloth_slo}} budget"),
+            ],
+            unit="percentunit",
+            description="The objectives as the specs (observability/slo/sagascope.slo.yml) declare them.",
+        )),
+        Cell(series(
+            "SLO alerts firing",
+            [query(f'sum by (alertname, sloth_severity) (ALERTS{{{SLO},alertstate="firing"}})', "{{alertname}} ({{sloth_severity}})")],
+            description="The generated burn-rate alerts currently firing, page or ticket.",
+        ), 24),
+    ]
+    return board(
+        "slos",
+        "SLOs",
+        "Service level objectives (Sloth specs in observability/slo/): error budget remaining and burn rates, per objective.",
+        cells,
+        [variable("slo", "objective", 'label_values(sloth_slo_info{sloth_service="sagascope"}, sloth_slo)')],
+    )
+
+
+# --- Telemetry pipeline (the Collector's own metrics, names as collector 0.156.0 serves them) -----
+
+
+def telemetry_pipeline() -> model.Dashboard:
+    def rate_by(metric: str, by: str, legend: str) -> prometheus.Dataquery:
+        return query(f"sum by ({by}) (rate({metric}[$__rate_interval]))", legend)
+
+    cells = [
+        Cell(series(
+            "Spans received and refused per second",
+            [
+                rate_by("otelcol_receiver_accepted_spans", "receiver", "accepted {{receiver}}"),
+                rate_by("otelcol_receiver_refused_spans", "receiver", "refused {{receiver}}"),
+            ],
+            unit="reqps",
+            description="What the SDKs delivered to the Collector's receivers. Refused = pushed back (memory limiter); the SDK retries, then drops.",
+        )),
+        Cell(series(
+            "Log records received and refused per second",
+            [
+                rate_by("otelcol_receiver_accepted_log_records", "receiver", "accepted {{receiver}}"),
+                rate_by("otelcol_receiver_refused_log_records", "receiver", "refused {{receiver}}"),
+            ],
+            unit="reqps",
+        )),
+        Cell(series(
+            "Spans exported, failed and dropped per second by exporter",
+            [
+                rate_by("otelcol_exporter_sent_spans", "exporter", "sent {{exporter}}"),
+                rate_by("otelcol_exporter_send_failed_spans", "exporter", "failed {{exporter}}"),
+                rate_by("otelcol_exporter_enqueue_failed_spans", "exporter", "queue full {{exporter}}"),
+            ],
+            unit="reqps",
+            description="Failed = given up after retries; queue full = dropped before sending. Either for 5 minutes: TelemetryDropped.",
+        )),
+        Cell(series(
+            "Log records exported, failed and dropped per second by exporter",
+            [
+                rate_by("otelcol_exporter_sent_log_records", "exporter", "sent {{exporter}}"),
+                rate_by("otelcol_exporter_send_failed_log_records", "exporter", "failed {{exporter}}"),
+                rate_by("otelcol_exporter_enqueue_failed_log_records", "exporter", "queue full {{exporter}}"),
+            ],
+            unit="reqps",
+        )),
+        Cell(series(
+            "Exporter queue fill",
+            [query("max by (exporter) (otelcol_exporter_queue_size / otelcol_exporter_queue_capacity)", "{{exporter}}")],
+            unit="percentunit",
+            min_=0,
+            max_=1,
+            steps=thresholds((None, "green"), (0.8, "red")),
+            description="Sending queue size over capacity. Above 80% for 5 minutes: TelemetryQueueNearlyFull; at 100% records are dropped.",
+        )),
+        Cell(series(
+            "Metric points received and exported per second",
+            [
+                rate_by("otelcol_receiver_accepted_metric_points", "receiver", "accepted {{receiver}}"),
+                rate_by("otelcol_exporter_sent_metric_points", "exporter", "sent {{exporter}}"),
+            ],
+            unit="reqps",
+            description="Metrics scraped from the services and derived from spans (spanmetrics, servicegraph) on their way to Prometheus.",
+        )),
+        Cell(series(
+            "Collector memory",
+            [query("max by (job) (otelcol_process_memory_rss)", "rss {{job}}")],
+            unit="bytes",
+            description="Resident memory; the memory limiter refuses data before the limit. The Python SDKs expose no exporter metrics of their own: a drop on their side shows as a gap here.",
+        ), 24),
+    ]
+    return board(
+        "telemetry-pipeline",
+        "Telemetry pipeline",
+        "The OpenTelemetry Collector's own metrics: what it received, exported, refused and dropped, and its queues.",
+        cells,
+    )
+
+
+# --- Service map (the Collector's servicegraph connector) ----------------------------------------
+
+EDGE = "traces_service_graph_request"
+
+
+def service_map() -> model.Dashboard:
+    edges = query(
+        f'label_join(sum by (client, server) (rate({EDGE}_total[$__rate_interval])), "id", "->", "client", "server")',
+        "edges",
+        table=True,
+    ).ref_id("edges")
+    nodes = query(
+        f'sum by (id) (label_replace(sum by (server) (rate({EDGE}_total[$__rate_interval])), "id", "$1", "server", "(.*)")'
+        f' or label_replace(0 * sum by (client) (rate({EDGE}_total[$__rate_interval])), "id", "$1", "client", "(.*)"))',
+        "nodes",
+        table=True,
+    ).ref_id("nodes")
+    graph = (
+        nodegraph.Panel()
+        .title("Service map")
+        .description("Who calls whom, from the Collector's servicegraph connector (spans paired client → server). Edge number: calls per second; node number: calls it serves per second.")
+        .datasource(PROMETHEUS)
+        .with_target(nodes)
+        .with_target(edges)
+        # The node graph reads fields: edges need id/source/target, nodes id (+ mainstat).
+        .with_transformation(model.DataTransformerConfig(id_val="organize", options={
+            "renameByName": {"client": "source", "server": "target", "Value #edges": "mainstat", "Value #nodes": "mainstat"},
+            "excludeByName": {"Time": True},
+        }))
+    )
+    cells = [
+        Cell(graph, 24, 14),
+        Cell(series(
+            "Calls per second by edge",
+            [query(f"sum by (client, server) (rate({EDGE}_total[$__rate_interval]))", "{{client}} → {{server}}")],
+            unit="reqps",
+        )),
+        Cell(series(
+            "Failed calls ratio by edge",
+            [query(
+                f"(sum by (client, server) (rate({EDGE}_failed_total[$__rate_interval])) or 0 * sum by (client, server) (rate({EDGE}_total[$__rate_interval])))"
+                f" / sum by (client, server) (rate({EDGE}_total[$__rate_interval]))",
+                "{{client}} → {{server}}",
+            )],
+            unit="percentunit",
+            min_=0,
+        )),
+        Cell(series(
+            "Server duration p95 by edge",
+            [query(f"histogram_quantile(0.95, sum by (le, client, server) (rate({EDGE}_server_seconds_bucket[$__rate_interval])))", "{{client}} → {{server}}")],
+            unit="s",
+        ), 24),
+    ]
+    return board(
+        "service-map",
+        "Service map",
+        "The services and the calls between them, derived from traces by the Collector's servicegraph connector.",
+        cells,
+    )
+
+
+DASHBOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "saga-overview.json": saga_overview,
     "service-red.json": service_red,
     "resilience.json": resilience,
+    "slos.json": slos,
+    "telemetry-pipeline.json": telemetry_pipeline,
+    "service-map.json": service_map,
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+def render(build: Callable[[], model.Dashboard]) -> str:
+    return json.dumps(build(), cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when the committed JSON differs")
     args = parser.parse_args(argv)
     drifted = []

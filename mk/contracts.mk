@@ -1,12 +1,16 @@
 # Contracts, load and benchmarks — included by the top-level Makefile (`include mk/contracts.mk`).
 # Uses $(PY), $(VENV) and $(STAMP) from the including Makefile. The load and contract tools
 # (pact-python, locust, pyinstrument) come from the project's optional dependencies.
-.PHONY: buf-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench bench-floor
+.PHONY: buf-install grpcurl-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench bench-floor
 
 BUF_SH := bash scripts/contracts/buf.sh
 
 buf-install: ## build buf once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/bin (Go module proxy)
 	$(BUF_SH) install
+
+GRPCURL_VERSION ?= $(shell sed -n 's/^GRPCURL_VERSION=//p' .env)
+grpcurl-install: ## build grpcurl (GRPCURL_VERSION in .env) once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/tools
+	bash scripts/backends/go_tool.sh grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl $(GRPCURL_VERSION)
 
 buf-lint: ## buf lint protos/ (STANDARD rules)
 	$(BUF_SH) lint

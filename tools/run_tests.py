@@ -1,4 +1,4 @@
-"""``make test``: lint, types, then the unit, integration and contract tiers.
+"""``make test``: lint, types, then the unit, integration, fuzz and contract tiers.
 
 Each tier runs as its own pytest call so the summary says which tier did what.
 pytest's exit code 5 ("no tests collected") counts as a failure: a tier that
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         ("types", [str(BIN / "mypy")]),
         ("unit", [*pytest, "tests/unit"]),
         ("integration", [*pytest, "tests/integration"]),
+        # hypothesis with a fixed seed and a small budget (FUZZ_EXAMPLES); `make fuzz` runs more.
+        ("fuzz", [*pytest, "tests/fuzz"]),
     ]
     if (REPO / "tests" / "contract").is_dir() and os.environ.get("SAGASCOPE_SKIP_CONTRACTS") != "1":
         tiers.append(("contract", [*pytest, "tests/contract"]))

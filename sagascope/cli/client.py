@@ -10,6 +10,7 @@ import grpc
 from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
 from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
 from sagascope.common import correlation, faults
+from sagascope.common.tls import CLIENT_PREFIX, TlsSettings, open_channel
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class OrderResult:
 
 
 async def login(identity_target: str, username: str, password: str) -> str:
-    async with grpc.aio.insecure_channel(identity_target) as channel:
+    async with open_channel(identity_target, TlsSettings.from_env(CLIENT_PREFIX)) as channel:
         reply = await identity_pb2_grpc.IdentityServiceStub(channel).Login(
             identity_pb2.LoginRequest(username=username, password=password), timeout=10
         )
@@ -38,7 +39,9 @@ async def login(identity_target: str, username: str, password: str) -> str:
 class OrderClient:
     def __init__(self, order_target: str, token: str) -> None:
         # round_robin: with several order replicas every one gets its share of the calls.
-        self._channel = grpc.aio.insecure_channel(order_target, options=[("grpc.lb_policy_name", "round_robin")])
+        self._channel = open_channel(
+            order_target, TlsSettings.from_env(CLIENT_PREFIX), options=[("grpc.lb_policy_name", "round_robin")]
+        )
         self._stub = orders_pb2_grpc.OrderServiceStub(self._channel)
         self._token = token
 

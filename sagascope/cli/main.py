@@ -36,7 +36,9 @@ def _describe(stack: LocalStack) -> str:
 
 def _mongo_line(stack: LocalStack) -> str:
     if "mongo" not in stack.processes:
-        return os.environ.get("PAYMENT_MONGO_URL", "-")
+        from sagascope.payment.store import redact_url
+
+        return f"{redact_url(stack.mongo_url or '-')} (external; no nx-27017 started)"
     return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
 
 
@@ -73,23 +75,29 @@ async def _start(stack: LocalStack) -> bool:
 
 async def cmd_up(args: argparse.Namespace) -> int:
     stack = _stack(args.faults)
-    _print("starting sagascope (embedded: SQLite + nx-27017) ...")
+    _print(f"starting sagascope ({stack.storage_summary()}) ...")
     if not await _start(stack):
         return 1
+    stopped = _signalled()  # before saying so, or a quick Ctrl-C would kill us without the drain
     _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
-    await _until_signalled()
+    await stopped.wait()
     _print("stopping (draining in-flight calls) ...")
     await stack.stop()
     _print("stopped.")
     return 0
 
 
-async def _until_signalled() -> None:
+def _signalled() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (handlers installed now)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+async def _until_signalled() -> None:
+    await _signalled().wait()
 
 
 async def cmd_stack(args: argparse.Namespace) -> int:
@@ -175,7 +183,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             f"reusing the running stack at {stack.order_target} (it must run with SAGASCOPE_FAULTS_ENABLED=true)"
         )
     else:
-        _print("starting the stack (identity, payment on nx-27017, order on SQLite) ...")
+        _print(f"starting the stack ({stack.storage_summary()}) ...")
         if not await _start(stack):
             return 1
         started_here = True
@@ -227,11 +235,53 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(logs_command, args.correlation_id)
 
 
+async def cmd_certs(args: argparse.Namespace) -> int:
+    return await asyncio.to_thread(_make_certs, Path(args.out))
+
+
+def _make_certs(out: Path) -> int:
+    from sagascope.common.dev_certs import make_development_pki
+
+    issued = make_development_pki(out)
+    _print(f"development CA and certificates in {out.resolve()} (development only: the CA key is there too)")
+    for name, files in issued.items():
+        _print(f"  {name:<9} {files.cert.name}  {files.key.name}")
+    d = out.resolve()
+    pairs = (("IDENTITY", "identity"), ("ORDER", "order"), ("PAYMENT", "payment"), ("SAGASCOPE", "client"))
+    _print(
+        "mutual TLS for the local services, e.g.:\n"
+        + "".join(
+            f"  export {svc}_TLS_CERT_FILE={d}/{name}.crt {svc}_TLS_KEY_FILE={d}/{name}.key "
+            f"{svc}_TLS_CA_FILE={d}/ca.crt\n"
+            for svc, name in pairs
+        )
+        + "compose: docker compose -f docker-compose.yaml -f docker-compose.tls.yaml up (certificates in var/certs)"
+    )
+    return 0
+
+
+async def cmd_gameday(args: argparse.Namespace) -> int:
+    from sagascope.cli.gameday import run_command
+    from sagascope.cli.gameday_scenarios import BY_NAME, SCENARIOS
+
+    if args.list or not args.scenario:
+        _print("\n".join(f"  {s.name:<22} {s.report}" for s in SCENARIOS))
+        return 0 if args.list else 2
+    if args.scenario not in BY_NAME:
+        _print(f"unknown scenario {args.scenario!r}; one of: {', '.join(BY_NAME)}")
+        return 2
+    return await run_command(BY_NAME[args.scenario], STATE_DIR, args.minutes, args.real_time)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagascope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="start the three services locally (SQLite + nx-27017); Ctrl-C stops them")
+    up = sub.add_parser(
+        "up",
+        help="start the three services locally (SQLite + nx-27017, or ORDER_DATABASE_URL / PAYMENT_MONGO_URL); "
+        "Ctrl-C stops them",
+    )
     up.add_argument(
         "--faults", action="store_true", help="enable fault injection (SAGASCOPE_FAULTS_ENABLED=true)"
     )
@@ -279,6 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("correlation_id")
     logs.set_defaults(run=cmd_logs)
+
+    certs = sub.add_parser("certs", help="make a development CA and per-service TLS certificates (mutual TLS)")
+    certs.add_argument(
+        "--out", default=str(STATE_DIR / "certs"), help="directory for the PEM files (default var/certs)"
+    )
+    certs.set_defaults(run=cmd_certs)
+    gameday = sub.add_parser(
+        "gameday",
+        help="start a failure scenario on the local stack with real backends and say where to look "
+        "(the answer key is in observability/gamedays/)",
+    )
+    gameday.add_argument("scenario", nargs="?", help="the scenario (--list shows them)")
+    gameday.add_argument("--list", action="store_true", help="list the scenarios")
+    gameday.add_argument("--minutes", type=float, default=3.0, help="how long the fault lasts before it is lifted")
+    gameday.add_argument(
+        "--real-time", action="store_true", help="load the alert rules as committed (default: durations / 20)"
+    )
+    gameday.set_defaults(run=cmd_gameday)
     return parser
 
 

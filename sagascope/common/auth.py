@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -29,7 +30,8 @@ import jwt
 from sagascope.common import correlation
 from sagascope.common.config import env_str
 from sagascope.common.errors import ServiceError, Unauthenticated, Unavailable
-from sagascope.common.interceptors import metadata_value
+from sagascope.common.interceptors import UndecodableRequest, metadata_value
+from sagascope.common.tls import TlsSettings, client_ssl_context, open_channel
 from sagascope.local.topology import default_jwks_url
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,7 @@ class JwksCache:
         max_age_seconds: float = 300.0,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        tls: TlsSettings | None = None,
     ) -> None:
         if not jwks_url.startswith(("http://", "https://")):
             raise ValueError(f"jwks_url must be an http(s) URL, got {jwks_url!r}")
@@ -106,6 +109,8 @@ class JwksCache:
         self._max_age = max_age_seconds
         self._timeout = timeout_seconds
         self._clock = clock
+        # https JWKS URLs are verified against the service's CA (and get its client certificate).
+        self._ssl: ssl.SSLContext | bool = client_ssl_context(tls) or True
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last attempt, successful or not
@@ -143,7 +148,7 @@ class JwksCache:
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session,
-                session.get(self.jwks_url, headers={"Accept": "application/json"}) as response,
+                session.get(self.jwks_url, headers={"Accept": "application/json"}, ssl=self._ssl) as response,
             ):
                 response.raise_for_status()
                 document = await response.json(content_type=None)
@@ -183,9 +188,9 @@ class TokenVerifier:
     # call, and an RSA signature check per call is the largest cost of auth.
     CACHE_SIZE = 4096
 
-    def __init__(self, settings: AuthSettings, jwks: JwksCache | None = None) -> None:
+    def __init__(self, settings: AuthSettings, jwks: JwksCache | None = None, tls: TlsSettings | None = None) -> None:
         self.settings = settings
-        self._jwks = jwks or JwksCache(settings.jwks_url)
+        self._jwks = jwks or JwksCache(settings.jwks_url, tls=tls)
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
@@ -300,6 +305,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         verifier = self._verifier
 
         async def authorized(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            if isinstance(request, UndecodableRequest):
+                # Refused as INVALID_ARGUMENT by the error-mapping interceptor (inner) before any
+                # servicer runs; bytes that do not decode say nothing about the caller.
+                return await behavior(request, context)
             try:
                 principal = await verifier.verify(bearer_token(authorization))
             except ServiceError as exc:
@@ -356,6 +365,7 @@ class ServiceTokenSource:
         refresh_margin_seconds: float = 60.0,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        tls: TlsSettings | None = None,
     ) -> None:
         if not identity_target or not username or not password:
             raise ValueError("identity_target, username and password are all required")
@@ -365,6 +375,7 @@ class ServiceTokenSource:
         self._margin = refresh_margin_seconds
         self._timeout = timeout_seconds
         self._clock = clock
+        self._tls = tls
         self._token: str | None = None
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
@@ -395,7 +406,7 @@ class ServiceTokenSource:
 
         self.login_count += 1
         try:
-            async with grpc.aio.insecure_channel(self.identity_target) as channel:
+            async with open_channel(self.identity_target, self._tls) as channel:
                 reply = await identity_pb2_grpc.IdentityServiceStub(channel).Login(
                     identity_pb2.LoginRequest(username=self.username, password=self._password),
                     timeout=self._timeout,

@@ -25,7 +25,7 @@ from sagascope.common.interceptors import UnaryBehavior, metadata_value, wrap_un
 HEADER = "x-correlation-id"
 BAGGAGE_KEY = "correlation_id"
 BAGGAGE_HEADER = "baggage"
-_VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 _current: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 _baggage = W3CBaggagePropagator()
@@ -69,7 +69,7 @@ def new_id() -> str:
 
 def accept(candidate: str | None) -> str:
     """The caller's id if it is sane, otherwise a fresh one (never trust odd input into logs)."""
-    if candidate and _VALID.match(candidate):
+    if candidate and _VALID.fullmatch(candidate):
         return candidate
     return new_id()
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
+from sagascope.common.errors import InvalidArgument
 
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -37,3 +40,35 @@ def metadata_value(metadata: Any, key: str) -> str | None:
         if k == key:
             return v.decode() if isinstance(v, bytes) else v
     return None
+
+
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What a unary handler receives instead of a message when the request bytes do not decode."""
+
+    message_type: str
+    size: int
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(
+            "request",
+            f"is not a valid {self.message_type} message "
+            "(truncated or corrupt bytes, or a string field that is not valid UTF-8)",
+        )
+
+
+def tolerant_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` returning an :class:`UndecodableRequest` instead of raising on bad bytes."""
+    if deserializer is None:
+        return None
+    message_class = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_class, "DESCRIPTOR", None)
+    message_type = getattr(descriptor, "full_name", "request")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # DecodeError, UnicodeDecodeError, ...: all mean "these bytes are not the message"
+            return UndecodableRequest(message_type, len(data))
+
+    return deserialize

@@ -72,14 +72,24 @@ class DownstreamUnavailable(Exception):
         self.maybe_applied = maybe_applied
 
 
+# Statuses that say the downstream broke rather than refused: a database link lost mid-write
+# answers INTERNAL, so whether the request took effect is unknown.
+EFFECT_UNKNOWN_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+
+
 class DownstreamRejected(Exception):
-    """The downstream answered with a non-retryable status: it did not apply the request."""
+    """The downstream answered with a non-retryable status. A refusal (INVALID_ARGUMENT,
+    FAILED_PRECONDITION, ...) did not apply the request; a breakage may have (``maybe_applied``)."""
 
     def __init__(self, target: str, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{target} rejected the call: {code.name}: {details}")
         self.target = target
         self.code = code
         self.details = details
+
+    @property
+    def maybe_applied(self) -> bool:
+        return self.code in EFFECT_UNKNOWN_CODES
 
 
 @dataclass(frozen=True)

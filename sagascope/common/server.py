@@ -1,26 +1,34 @@
 """gRPC server bootstrap shared by every service.
 
 Health (``grpc.health.v1``: NOT_SERVING while starting and while draining),
-server reflection, the error-mapping interceptor, a max message size, and a
-graceful stop that drains in-flight calls on SIGTERM/SIGINT.
+server reflection (``v1`` and ``v1alpha``), the error-mapping interceptor, a max
+message size, and a graceful stop that drains in-flight calls on SIGTERM/SIGINT.
+
+A request whose bytes do not decode never reaches a servicer: the error-mapping
+interceptor swaps each handler's deserializer (unary and streaming) for one returning an
+:class:`UndecodableRequest` marker instead of raising (grpc aio would answer UNKNOWN
+with the exception's class name and log a traceback), and answers INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
-from sagascope.common.interceptors import UnaryBehavior, wrap_unary
+from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
+from sagascope.common.outages import is_backend_outage
+from sagascope.common.reflection import enable_reflection
+from sagascope.common.tls import TlsSettings, server_credentials
 
 if TYPE_CHECKING:
     from sagascope.common.telemetry import Telemetry
@@ -34,24 +42,45 @@ class GrpcServerConfig:
     port: int
     max_message_bytes: int = 1024 * 1024
     grace_seconds: float = 10.0
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns :class:`ServiceError` into its status; anything else into a generic INTERNAL."""
+    """Turns :class:`ServiceError` into its status (with its ``google.rpc`` details), undecodable
+    requests into INVALID_ARGUMENT, a lost database/MongoDB link into UNAVAILABLE (a WARNING, no
+    traceback), and anything else into a generic INTERNAL."""
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        if handler is not None and handler.unary_unary is None:
+            return _streaming_with_decode_guard(handler, method)
+        if handler is not None:
+            handler = grpc.unary_unary_rpc_method_handler(
+                handler.unary_unary,
+                request_deserializer=tolerant_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
                 try:
+                    if isinstance(request, UndecodableRequest):
+                        raise _refuse_undecodable(request, method)
                     return await behavior(request, context)
                 except ServiceError as exc:
-                    await context.abort(exc.code, exc.message)
+                    await context.abort(exc.code, exc.message, exc.trailing_metadata())
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
-                except Exception:
+                except Exception as exc:
+                    if is_backend_outage(exc):
+                        log.warning("backend unavailable in %s: %s: %s", method, type(exc).__name__,
+                                    str(exc).splitlines()[0] if str(exc) else "")
+                        await context.abort(
+                            grpc.StatusCode.UNAVAILABLE,
+                            "a backing store is unavailable; retry with the same idempotency key "
+                            f"(correlation id {correlation.current() or '-'})",
+                        )
                     # The details stay in our log; the caller gets the id to quote.
                     log.exception("unhandled error in %s", method)
                     await context.abort(
@@ -62,6 +91,77 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return mapped
 
         return wrap_unary(handler, wrap)
+
+
+def _refuse_undecodable(request: UndecodableRequest, method: str) -> ServiceError:
+    # A client bug or a probe, not our failure: WARNING, no traceback.
+    log.warning(
+        "undecodable %s request (%d bytes) to %s",
+        request.message_type,
+        request.size,
+        method,
+        extra={"event": "grpc.request.undecodable"},
+    )
+    return request.error()
+
+
+def _streaming_with_decode_guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """Streaming handlers (reflection, health Watch): the same refusal for a message that does not decode."""
+
+    async def refuse(request: UndecodableRequest, context: grpc.aio.ServicerContext) -> None:
+        error = _refuse_undecodable(request, method)
+        await context.abort(error.code, error.message, error.trailing_metadata())
+
+    async def guarded(requests, context):  # type: ignore[no-untyped-def]
+        async for request in requests:
+            if isinstance(request, UndecodableRequest):
+                await refuse(request, context)
+            yield request
+
+    kwargs = {
+        "request_deserializer": tolerant_deserializer(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    # Keep each behaviour's style: an async generator yields responses, a coroutine writes them
+    # with context.write (health Watch) — grpc aio treats the two differently.
+    if handler.unary_stream is not None:
+        unary_stream = handler.unary_stream
+        if inspect.isasyncgenfunction(unary_stream):
+
+            async def one_in_yielding(request, context):  # type: ignore[no-untyped-def]
+                if isinstance(request, UndecodableRequest):
+                    await refuse(request, context)
+                async for response in unary_stream(request, context):
+                    yield response
+
+            return grpc.unary_stream_rpc_method_handler(one_in_yielding, **kwargs)
+
+        async def one_in_writing(request, context):  # type: ignore[no-untyped-def]
+            if isinstance(request, UndecodableRequest):
+                await refuse(request, context)
+            await unary_stream(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(one_in_writing, **kwargs)
+    if handler.stream_stream is not None:
+        stream_stream = handler.stream_stream
+        if inspect.isasyncgenfunction(stream_stream):
+
+            async def many_in_yielding(requests, context):  # type: ignore[no-untyped-def]
+                async for response in stream_stream(guarded(requests, context), context):
+                    yield response
+
+            return grpc.stream_stream_rpc_method_handler(many_in_yielding, **kwargs)
+
+        async def many_in_writing(requests, context):  # type: ignore[no-untyped-def]
+            await stream_stream(guarded(requests, context), context)
+
+        return grpc.stream_stream_rpc_method_handler(many_in_writing, **kwargs)
+    stream_unary = handler.stream_unary
+
+    async def many_to_one(requests, context):  # type: ignore[no-untyped-def]
+        return await stream_unary(guarded(requests, context), context)
+
+    return grpc.stream_unary_rpc_method_handler(many_to_one, **kwargs)
 
 
 class GrpcServer:
@@ -88,13 +188,8 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         register(self.server)
-        reflection.enable_server_reflection(
-            [
-                *self.service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.server,
+        enable_reflection(
+            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], self.server
         )
         self.port = 0
 
@@ -102,7 +197,11 @@ class GrpcServer:
         """Bind and start; health stays NOT_SERVING until :meth:`set_serving`."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{self.config.host}:{self.config.port}"
-        self.port = self.server.add_insecure_port(address)
+        credentials = server_credentials(self.config.tls)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {address}")
         await self.server.start()

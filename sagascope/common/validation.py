@@ -10,7 +10,7 @@ from sagascope.common.money import MAX_AMOUNT_MINOR, is_known_currency
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 512
 # Ids and keys are opaque, but printable and without spaces so they log and index cleanly.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-@/+=]+$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-@/+=]+")
 
 
 def require_id(value: str, field: str, max_length: int = MAX_ID_LENGTH) -> str:
@@ -18,7 +18,7 @@ def require_id(value: str, field: str, max_length: int = MAX_ID_LENGTH) -> str:
         raise InvalidArgument(field, "is required")
     if len(value) > max_length:
         raise InvalidArgument(field, f"is {len(value)} characters long; at most {max_length} are allowed")
-    if not _ID_PATTERN.match(value):
+    if not _ID_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field, "may contain only letters, digits and . _ : - @ / + = (no spaces or control characters)"
         )
@@ -31,6 +31,13 @@ def optional_text(value: str, field: str, max_length: int = MAX_TEXT_LENGTH) -> 
     if any(ord(ch) < 32 for ch in value):
         raise InvalidArgument(field, "must not contain control characters")
     return value
+
+
+def one_line(value: str, max_length: int = MAX_TEXT_LENGTH) -> str:
+    """Free text made acceptable to :func:`optional_text`: whitespace and control characters
+    collapse to single spaces, then the text is cut to ``max_length``. For reasons we forward
+    (a database error's message spans lines; the participant would refuse it for ever)."""
+    return " ".join("".join(ch if ord(ch) >= 32 else " " for ch in value).split())[:max_length]
 
 
 def require_currency(value: str, field: str = "currency") -> str:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 ALGORITHM = "RS256"
 GENERATED_PREFIX = "dev-"
 KEY_BITS = 2048
-_KID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def load_keys(keys_dir: Path) -> list[RsaKey]:
     keys = []
     for path in sorted(keys_dir.glob("*.pem")):
         kid = path.stem
-        if not _KID.match(kid):
+        if not _KID.fullmatch(kid):
             raise ConfigError(f"IDENTITY_KEYS_DIR: {path.name!r} is not a valid kid ([A-Za-z0-9._-])")
         keys.append(_load_pem(kid, path.read_bytes(), path))
     return keys
@@ -127,7 +127,7 @@ def load_keys(keys_dir: Path) -> list[RsaKey]:
 def generate_key(keys_dir: Path, kid: str | None = None) -> RsaKey:
     """Create a private key, persist it as ``<kid>.pem`` (mode 0600) and return it."""
     kid = kid or f"{GENERATED_PREFIX}{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(2)}"
-    if not _KID.match(kid):
+    if not _KID.fullmatch(kid):
         raise ValueError(f"invalid kid {kid!r}")
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)

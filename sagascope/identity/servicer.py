@@ -5,9 +5,12 @@ from __future__ import annotations
 import grpc
 
 from sagascope.api.identity.v1 import identity_pb2, identity_pb2_grpc
+from sagascope.common.interceptors import metadata_value
 from sagascope.identity.keys import KeyRing
 from sagascope.identity.login import LoginService
+from sagascope.identity.throttle import grpc_peer_address
 
+FORWARDED_FOR = "x-forwarded-for"
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
 
@@ -19,7 +22,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Login(
         self, request: identity_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.LoginResponse:
-        issued = await self._login.login(request.username, request.password)
+        forwarded_for = metadata_value(context.invocation_metadata(), FORWARDED_FOR)
+        address = self._login.client_address(grpc_peer_address(context.peer()), forwarded_for)
+        issued = await self._login.login(request.username, request.password, address)
         return identity_pb2.LoginResponse(
             access_token=issued.access_token, token_type=issued.token_type, expires_in=issued.expires_in
         )

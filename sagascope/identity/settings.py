@@ -12,6 +12,11 @@
 | `IDENTITY_ISSUER` | `sagascope-identity` | the `iss` claim |
 | `IDENTITY_AUDIENCE` | `sagascope` | the `aud` claim |
 | `IDENTITY_TOKEN_TTL_SECONDS` | `900` | access token lifetime, 60..86400 |
+| `IDENTITY_LOGIN_LIMIT_PER_USERNAME` | `5/minute` | login attempts per username until one succeeds (4) |
+| `IDENTITY_LOGIN_LIMIT_PER_ADDRESS` | `60/minute` | login attempts per client address (4) |
+| `IDENTITY_LOGIN_MAX_CONCURRENT_HASHES` | `4` | password checks (scrypt) running at once |
+| `IDENTITY_LOGIN_HASH_WAIT_SECONDS` | `0.5` | how long a login waits for a hashing slot before RESOURCE_EXHAUSTED |
+| `IDENTITY_TRUSTED_PROXIES` | empty | comma-separated IPs/CIDRs whose `X-Forwarded-For` names the client (5) |
 
 1. The packaged demo file (``sagascope/identity/demo_users.json``) holds published
    passwords and is refused outside development.
@@ -19,6 +24,11 @@
    JWKS. In development an empty directory gets a generated ``dev-*`` key;
    generated keys are refused outside development.
 3. The other keys keep verifying while they rotate out; SIGHUP reloads the directory.
+4. A ``limits`` rate string (``5/minute``, ``30 per 10 seconds``), a moving window in
+   memory per process. Over it: gRPC RESOURCE_EXHAUSTED with a ``retry-after`` trailer
+   and a ``RetryInfo`` detail, HTTP 429 with ``Retry-After``.
+5. Without it the peer address is used and forwarded headers are ignored (a client
+   could otherwise name any address it likes).
 
 ``SAGASCOPE_ENV`` (:func:`sagascope.common.config.deployment_environment`) is
 ``development`` by default; any other value refuses the development secrets.
@@ -26,10 +36,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sagascope.common.config import ConfigError, deployment_environment, env_int, env_str
+from sagascope.common.config import ConfigError, deployment_environment, env_float, env_int, env_str
+from sagascope.common.tls import TlsSettings
+from sagascope.identity.throttle import ThrottleSettings
 from sagascope.local.topology import IDENTITY, IDENTITY_HTTP
 
 DEMO_USERS_FILE = Path(__file__).with_name("demo_users.json")
@@ -49,6 +61,8 @@ class IdentitySettings:
     audience: str = "sagascope"
     token_ttl_seconds: int = 900
     environment: str = DEVELOPMENT
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def is_development(self) -> bool:
@@ -68,7 +82,23 @@ class IdentitySettings:
             audience=env_str("IDENTITY_AUDIENCE", "sagascope"),
             token_ttl_seconds=env_int("IDENTITY_TOKEN_TTL_SECONDS", 900),
             environment=deployment_environment(),
+            tls=TlsSettings.from_env("IDENTITY"),
+            throttle=ThrottleSettings(
+                per_username=env_str("IDENTITY_LOGIN_LIMIT_PER_USERNAME", ThrottleSettings.per_username),
+                per_address=env_str("IDENTITY_LOGIN_LIMIT_PER_ADDRESS", ThrottleSettings.per_address),
+                max_concurrent_hashes=env_int(
+                    "IDENTITY_LOGIN_MAX_CONCURRENT_HASHES", ThrottleSettings.max_concurrent_hashes
+                ),
+                hash_wait_seconds=env_float("IDENTITY_LOGIN_HASH_WAIT_SECONDS", ThrottleSettings.hash_wait_seconds),
+                trusted_proxies=tuple(
+                    p.strip() for p in env_str("IDENTITY_TRUSTED_PROXIES", "").split(",") if p.strip()
+                ),
+            ),
         )
+        try:
+            settings.throttle.validate()
+        except ValueError as exc:
+            raise ConfigError(f"IDENTITY_LOGIN_* / IDENTITY_TRUSTED_PROXIES: {exc}") from None
         if not 60 <= settings.token_ttl_seconds <= 86400:
             raise ConfigError(
                 f"IDENTITY_TOKEN_TTL_SECONDS must be between 60 and 86400, got {settings.token_ttl_seconds}"

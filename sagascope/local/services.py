@@ -80,6 +80,24 @@ class LocalStack:
     order_ports: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
+    def _order_database_url(self) -> str:
+        return self.database_url or os.environ.get(
+            "ORDER_DATABASE_URL", f"sqlite:///{self.state_dir / 'order' / 'orders.db'}"
+        )
+
+    def storage_summary(self) -> str:
+        """What the services really store in, e.g. ``orders on SQLite, payments on nx-27017 (embedded)``;
+        URLs without their passwords."""
+        from sagascope.payment.store import redact_url
+
+        database = self._order_database_url()
+        orders = "SQLite" if database.startswith("sqlite") else f"PostgreSQL {redact_url(database)}"
+        if self.mongo_url is None:
+            payments = f"nx-27017 (embedded, port {self.ports.mongo})"
+        else:
+            payments = f"MongoDB {redact_url(self.mongo_url)} (PAYMENT_MONGO_URL; no nx-27017 started)"
+        return f"orders on {orders}, payments on {payments}"
+
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
         if self.supervisor is None:
@@ -88,7 +106,9 @@ class LocalStack:
         base_env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         p = self.ports
         mongo_url = self.mongo_url or f"mongodb://{address(p.mongo)}"
-        jwks = f"http://{address(p.identity_http)}{JWKS_PATH}"
+        # identity's HTTP port speaks TLS when it has a certificate (sagascope.common.tls)
+        scheme = "https" if base_env.get("IDENTITY_TLS_CERT_FILE") else "http"
+        jwks = f"{scheme}://{address(p.identity_http)}{JWKS_PATH}"
         service_env = {
             IDENTITY.grpc.env: str(p.identity_grpc),
             IDENTITY_HTTP.env: str(p.identity_http),
@@ -101,8 +121,7 @@ class LocalStack:
             ORDER.metrics.env: str(p.order_metrics),
             "ORDER_PAYMENT_TARGET": address(p.payment_grpc),
             "ORDER_IDENTITY_TARGET": address(p.identity_grpc),
-            "ORDER_DATABASE_URL": self.database_url
-            or os.environ.get("ORDER_DATABASE_URL", f"sqlite:///{self.state_dir / 'order' / 'orders.db'}"),
+            "ORDER_DATABASE_URL": self._order_database_url(),
             "ORDER_JWKS_URL": jwks,
             "PAYMENT_JWKS_URL": jwks,
         }

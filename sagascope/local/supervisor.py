@@ -26,6 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sagascope.common.tls import CLIENT_PREFIX, TlsSettings, open_channel
+
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
@@ -33,8 +35,9 @@ HealthCheck = Callable[[], Awaitable[bool]]
 
 
 async def grpc_serving(target: str, timeout: float = 1.0) -> bool:
-    """``grpc.health.v1.Health/Check`` for the whole server answers SERVING."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    """``grpc.health.v1.Health/Check`` for the whole server answers SERVING (over TLS when
+    ``SAGASCOPE_TLS_*`` says so, as the CLI calls)."""
+    async with open_channel(target, TlsSettings.from_env(CLIENT_PREFIX)) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout

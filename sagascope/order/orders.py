@@ -10,13 +10,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
-
 from sagascope.common.auth import Principal
 from sagascope.common.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable
-from sagascope.common.resilience import DownstreamUnavailable
-from sagascope.common.saga.executor import SagaExecutor
-from sagascope.common.saga.store import SagaRecord, SagaStatus
+from sagascope.common.saga.executor import PENDING_MARK, SagaExecutor
+from sagascope.common.saga.store import FailureKind, SagaRecord, SagaStatus
 from sagascope.order.repository import Item, OrderReader, OrderRow, now
 from sagascope.order.saga import CANCELLED, COMPLETED, FAILED, PENDING, OrderSagaState
 
@@ -71,6 +68,21 @@ def order_after_saga(state: OrderSagaState, record: SagaRecord) -> OrderRow:
     )
 
 
+def _raise_if_unavailable(order: OrderRow, record: SagaRecord) -> None:
+    """An order that ended because payment could not be reached is an error to the caller, not
+    a business outcome — to the first request and to every repeat of it alike (the saga log
+    keeps the failure's kind), so a retry with the same key gets the same answer."""
+    if record.failure_kind != FailureKind.UNAVAILABLE or order.status not in (CANCELLED, FAILED):
+        return
+    outcome = (
+        f"order {order.id} is FAILED until its refund can be made (recovery retries it)"
+        if order.status == FAILED
+        else f"order {order.id} was cancelled and nothing stays charged"
+    )
+    cause = record.failure_reason.split(PENDING_MARK, 1)[-1]
+    raise Unavailable(f"{cause}; {outcome}; retry with a new idempotency_key")
+
+
 def may_act_for(principal: Principal, customer_id: str) -> bool:
     return principal.subject == customer_id or ADMIN_ROLE in principal.roles
 
@@ -84,12 +96,14 @@ class OrderBook:
         self.idempotency_wait_s = idempotency_wait_s
 
     async def place(self, order: NewOrder, principal: Principal, correlation_id: str) -> OrderRow:
+        """Start the saga, or answer a repeated request (same customer and key) as the first was.
+
+        The idempotency check is the saga's first write (INSERT … ON CONFLICT DO NOTHING):
+        a new order costs no read before it, and a repeat starts no saga.
+        """
         if not may_act_for(principal, order.customer_id):
             raise PermissionDenied(f"you may only place orders for customer_id {principal.subject!r}")
         fingerprint = order.fingerprint()
-        existing = await self.reader.find_by_key(order.customer_id, order.idempotency_key)
-        if existing is not None:
-            return await self._replay(existing, fingerprint)
         state = OrderSagaState(
             order_id=f"ord_{uuid.uuid4().hex}",
             saga_id=f"saga_{uuid.uuid4().hex}",
@@ -105,26 +119,20 @@ class OrderBook:
             correlation_id=correlation_id,
             created_at=now().isoformat(),
         )
-        try:
-            record, _ = await self.executor.start(state.saga_id, state, correlation_id)
-        except IntegrityError:
-            # A concurrent request with the same key won the insert; answer with its order.
+        started = await self.executor.start(state.saga_id, state, correlation_id)
+        if started is None:
+            # The key was taken (possibly a moment ago, by a concurrent request): its order answers.
             existing = await self.reader.find_by_key(order.customer_id, order.idempotency_key)
             if existing is None:
-                raise
+                raise Unavailable("the order for this idempotency_key could not be read; retry")
             return await self._replay(existing, fingerprint)
+        record, _ = started
         placed = order_after_saga(state, record)
-        if isinstance(record.last_error, DownstreamUnavailable):
-            # An infrastructure failure is an error to the caller, not a business outcome.
-            outcome = (
-                f"order {placed.id} is FAILED until its refund can be made (recovery retries it)"
-                if placed.status == FAILED
-                else f"order {placed.id} was cancelled and nothing stays charged"
-            )
-            raise Unavailable(f"{record.last_error}; {outcome}; retry with a new idempotency_key")
+        _raise_if_unavailable(placed, record)
         return placed
 
     async def _replay(self, existing: OrderRow, fingerprint: str) -> OrderRow:
+        """The stored outcome: the same order, or the same error the first request got."""
         if existing.request_hash != fingerprint:
             raise AlreadyExists(
                 f"idempotency_key {existing.idempotency_key!r} was already used for a different order "
@@ -136,6 +144,10 @@ class OrderBook:
         while current.status == PENDING and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             current = await self.reader.get(existing.id) or current
+        if current.status in (CANCELLED, FAILED):
+            record = await self.executor.store.load(current.saga_id)
+            if record is not None:
+                _raise_if_unavailable(current, record)
         return current
 
     async def get(self, order_id: str, principal: Principal) -> OrderRow:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import grpc
 
 from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
+from sagascope.common import validation
 from sagascope.common.auth import ServiceTokenSource
 from sagascope.common.faults import Fault, FaultInjector
 from sagascope.common.resilience import Downstream, DownstreamUnavailable, NotSent
@@ -41,7 +42,7 @@ class PaymentParticipant:
             payment_id=payment_id,
             charge_idempotency_key="" if payment_id else charge_key,
             idempotency_key=key,
-            reason=reason[:500],
+            reason=validation.one_line(reason),
         )
         reply = await self._call(self._stub.RefundPayment, request)
         return reply.payment

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.errors import InvalidArgument
+from sagascope.common.saga.definition import Claim, Write
 from sagascope.order.tables import order_items, orders
 
 
@@ -48,8 +49,10 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-# Statements are built once with bind parameters: SQLAlchemy then reuses the compiled form
-# instead of coercing literal values and computing a cache key on every call (the hot path).
+_BY_ID = orders.c.id == bindparam("order_id_")
+_BY_KEY = and_(orders.c.customer_id == bindparam("customer_id_"), orders.c.idempotency_key == bindparam("key_"))
+# The saga's writes, built once with bind parameters (the executor composes and compiles them once).
+_INSERT_ITEM = insert(order_items).values({c.name: bindparam(f"{c.name}_") for c in order_items.columns})
 _SET_STATUS = (
     update(orders)
     .where(orders.c.id == bindparam("order_id_"))
@@ -60,13 +63,12 @@ _SET_STATUS = (
         updated_at=bindparam("updated_at_"),
     )
 )
-_BY_ID = orders.c.id == bindparam("order_id_")
-_BY_KEY = and_(orders.c.customer_id == bindparam("customer_id_"), orders.c.idempotency_key == bindparam("key_"))
 
 
-async def insert_order(session: AsyncSession, row: OrderRow) -> None:
-    await session.execute(
-        insert(orders),
+def insert_order(row: OrderRow) -> list[Write | Claim]:
+    """The order (the saga's claim on its idempotency key) and its items."""
+    claim = Claim(
+        orders,
         {
             "id": row.id,
             "customer_id": row.customer_id,
@@ -82,26 +84,26 @@ async def insert_order(session: AsyncSession, row: OrderRow) -> None:
             "created_at": row.created_at,
             "updated_at": row.updated_at,
         },
+        unique_on=("customer_id", "idempotency_key"),
     )
-    await session.execute(
-        insert(order_items),
-        [
+    items: list[Write | Claim] = [
+        Write(
+            _INSERT_ITEM,
             {
-                "order_id": row.id,
-                "line": i,
-                "sku": it.sku,
-                "quantity": it.quantity,
-                "unit_price_minor": it.unit_price_minor,
-            }
-            for i, it in enumerate(row.items)
-        ],
-    )
+                "order_id_": row.id,
+                "line_": i,
+                "sku_": it.sku,
+                "quantity_": it.quantity,
+                "unit_price_minor_": it.unit_price_minor,
+            },
+        )
+        for i, it in enumerate(row.items)
+    ]
+    return [claim, *items]
 
 
-async def set_status(
-    session: AsyncSession, order_id: str, status: str, *, payment_id: str = "", failure_reason: str = ""
-) -> None:
-    await session.execute(
+def set_status(order_id: str, status: str, *, payment_id: str = "", failure_reason: str = "") -> Write:
+    return Write(
         _SET_STATUS,
         {
             "order_id_": order_id,

@@ -4,25 +4,32 @@
     charge   (remote) payment.ProcessPayment          compensation: payment.RefundPayment
     confirm  (local)  order COMPLETED (can fail)
 
-Each function below is business logic only; the executor in
-sagascope/common/saga runs them, logs the saga, retries, compensates and reports.
+Each function below is business logic only: a local step returns the rows it
+wants written and the executor in sagascope/common/saga writes them with the saga
+log (one round trip on PostgreSQL), runs the calls, compensates and reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sagascope.api.payments.v1 import payments_pb2
 from sagascope.common.faults import Fault, FaultInjector
 from sagascope.common.money import format_money
 from sagascope.common.resilience import DownstreamRejected
-from sagascope.common.saga.definition import CallContext, LocalStep, RemoteStep, SagaDefinition, StepFailed
+from sagascope.common.saga.definition import (
+    CallContext,
+    LocalStep,
+    RemoteStep,
+    SagaDefinition,
+    StepFailed,
+    Writes,
+)
 from sagascope.order import repository
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import Item, OrderRow
@@ -50,7 +57,12 @@ class OrderSagaState:
 
 
 def encode(state: OrderSagaState) -> dict[str, Any]:
-    return asdict(state)
+    # What asdict() gives, without its deep recursion (it ran three times a saga: ~2 % of the
+    # order process's CPU): the fields are strings and numbers, two lists and the item dicts.
+    data = dict(vars(state))
+    data["items"] = [dict(item) for item in state.items]
+    data["notes"] = list(state.notes)
+    return data
 
 
 def decode(data: dict[str, Any]) -> OrderSagaState:
@@ -71,10 +83,9 @@ class OrderSagaSteps:
         self.payments = payments
         self.faults = faults
 
-    async def reserve(self, state: OrderSagaState, session: AsyncSession) -> None:
+    async def reserve(self, state: OrderSagaState) -> Writes:
         stamp = datetime.fromisoformat(state.created_at) if state.created_at else repository.now()
-        await repository.insert_order(
-            session,
+        return repository.insert_order(
             OrderRow(
                 id=state.order_id,
                 customer_id=state.customer_id,
@@ -93,10 +104,8 @@ class OrderSagaSteps:
             ),
         )
 
-    async def cancel(self, state: OrderSagaState, session: AsyncSession, reason: str) -> None:
-        await repository.set_status(
-            session, state.order_id, CANCELLED, payment_id=state.payment_id, failure_reason=reason
-        )
+    async def cancel(self, state: OrderSagaState, reason: str) -> Writes:
+        return [repository.set_status(state.order_id, CANCELLED, payment_id=state.payment_id, failure_reason=reason)]
 
     async def charge(self, state: OrderSagaState, call: CallContext) -> None:
         payment = await self.payments.charge(
@@ -128,17 +137,15 @@ class OrderSagaSteps:
             f"({format_money(payment.amount_minor, payment.currency or state.currency)})"
         )
 
-    async def confirm(self, state: OrderSagaState, session: AsyncSession) -> None:
+    async def confirm(self, state: OrderSagaState) -> Writes:
         if self.faults.should(Fault.CONFIRM_LATENCY):
             await asyncio.sleep(self.faults.latency_seconds)
         if self.faults.should(Fault.CONFIRM_FAILURE):
             raise StepFailed("confirm failed: injected fault confirm_failure")
-        await repository.set_status(session, state.order_id, COMPLETED, payment_id=state.payment_id)
+        return [repository.set_status(state.order_id, COMPLETED, payment_id=state.payment_id)]
 
-    async def mark_failed(self, state: OrderSagaState, session: AsyncSession, reason: str) -> None:
-        await repository.set_status(
-            session, state.order_id, FAILED, payment_id=state.payment_id, failure_reason=reason
-        )
+    async def mark_failed(self, state: OrderSagaState, reason: str) -> Writes:
+        return [repository.set_status(state.order_id, FAILED, payment_id=state.payment_id, failure_reason=reason)]
 
 
 def create_order_saga(steps: OrderSagaSteps) -> SagaDefinition[OrderSagaState]:

@@ -9,22 +9,23 @@ from __future__ import annotations
 import logging
 
 import grpc
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
-from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector
+from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
 from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from sagascope.common.saga.executor import SagaExecutor
 from sagascope.common.saga.recovery import RecoveryWorker
 from sagascope.common.saga.store import SagaStore
 from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from sagascope.common.telemetry import Telemetry, init_telemetry
+from sagascope.common.tls import open_channel
 from sagascope.order.database import create_engine, migrate
 from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import OrderReader
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
+from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
 
@@ -37,10 +38,10 @@ class OrderApp:
         self.telemetry = telemetry or init_telemetry("order-service")
         self.engine = create_engine(settings.database_url, settings.pool_size)
         self.telemetry.instrument_sqlalchemy(self.engine)
-        sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.faults = FaultInjector(settings.faults)
-        self._payment_channel = grpc.aio.insecure_channel(
-            settings.payment_target, interceptors=self.telemetry.client_interceptors()
+        delay_statements(self.engine, self.faults)
+        self._payment_channel = open_channel(
+            settings.payment_target, settings.tls, interceptors=self.telemetry.client_interceptors()
         )
         self.payments = PaymentParticipant(
             self._payment_channel,
@@ -53,29 +54,33 @@ class OrderApp:
                 self.telemetry.resilience_events(),
             ),
             ServiceTokenSource(
-                settings.identity_target, settings.service_username, settings.service_password
+                settings.identity_target, settings.service_username, settings.service_password, tls=settings.tls
             ),
             self.faults,
         )
-        self.store = SagaStore(sessions, settings.instance_id, settings.lease_seconds)
+        self.store = SagaStore(self.engine, settings.instance_id, settings.lease_seconds)
         self.executor = SagaExecutor(
             create_order_saga(OrderSagaSteps(self.payments, self.faults)),
             self.store,
             self.telemetry.saga_observer,
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
+        definition = self.executor.definition
+        self.saga_gauges = register_saga_log_gauges(
+            self.telemetry.metrics.registry, self.engine, {definition.name: [s.name for s in definition.steps]}
+        )
         book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
 
         def register(server: grpc.aio.Server) -> None:
             orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(book), server)
 
         self._grpc = GrpcServer(
-            GrpcServerConfig(host=settings.host, port=settings.grpc_port),
+            GrpcServerConfig(host=settings.host, port=settings.grpc_port, tls=settings.tls),
             [SERVICE_NAME],
             register,
             interceptors=[
                 *self.telemetry.server_interceptors(),
-                AuthInterceptor(TokenVerifier(settings.auth), METHOD_ROLES),
+                AuthInterceptor(TokenVerifier(settings.auth, tls=settings.tls), METHOD_ROLES),
                 FaultHeaderInterceptor(self.faults.settings),
             ],
         )
@@ -91,8 +96,11 @@ class OrderApp:
             await self.stop()
             raise
         self.recovery.start()
+        self.saga_gauges.start()
         await self._grpc.set_serving()
-        log.info("order service listening on %s:%d", self.settings.host, self.port)
+        log.info(
+            "order service listening on %s:%d (%s)", self.settings.host, self.port, self.settings.tls.describe()
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -100,6 +108,7 @@ class OrderApp:
         try:
             await self._grpc.stop()
             await self.recovery.stop()
+            await self.saga_gauges.stop()
         finally:
             await self._payment_channel.close()
             await self.engine.dispose()

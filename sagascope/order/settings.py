@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
+from sagascope.common.tls import TlsSettings
 from sagascope.local.topology import IDENTITY, ORDER, PAYMENT, address
 
 DEV_SERVICE_PASSWORD = "order-service-dev-secret"  # DEVELOPMENT ONLY (matches demo_users.json)
@@ -61,6 +62,7 @@ class OrderSettings:
     instance_id: str
     auth: AuthSettings
     faults: FaultSettings = field(default_factory=FaultSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
     def from_env(cls) -> OrderSettings:
@@ -91,5 +93,6 @@ class OrderSettings:
                 "ORDER_INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
             ),
             auth=AuthSettings.from_env("ORDER"),
+            tls=TlsSettings.from_env("ORDER"),
             faults=FaultSettings.from_env(),
         )

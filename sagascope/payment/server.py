@@ -39,11 +39,11 @@ class PaymentApp:
 
         interceptors: list[grpc.aio.ServerInterceptor] = [
             *(telemetry.server_interceptors() if telemetry else ()),
-            AuthInterceptor(TokenVerifier(settings.auth), METHOD_ROLES),
+            AuthInterceptor(TokenVerifier(settings.auth, tls=settings.tls), METHOD_ROLES),
             FaultHeaderInterceptor(settings.faults),
         ]
         self._grpc = GrpcServer(
-            GrpcServerConfig(host=settings.host, port=settings.grpc_port),
+            GrpcServerConfig(host=settings.host, port=settings.grpc_port, tls=settings.tls),
             [SERVICE_NAME],
             register,
             interceptors=interceptors,
@@ -64,9 +64,10 @@ class PaymentApp:
             raise
         await self._grpc.set_serving()
         log.info(
-            "payment service listening on %s:%d (MongoDB %s, database %s)",
+            "payment service listening on %s:%d, %s (MongoDB %s, database %s)",
             self.settings.host,
             self.port,
+            self.settings.tls.describe(),
             redact_url(self.settings.mongo_url),
             self.settings.mongo_db,
         )

@@ -104,6 +104,8 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
                 + (", not both" if request.payment_id else ""),
             )
         refund_key = validation.require_id(request.idempotency_key, "idempotency_key")
+        if self._faults.should(Fault.REFUND_FAILURE):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "refund unavailable (fault injection: refund_failure)")
         reason = validation.optional_text(request.reason, "reason")
         if request.payment_id:
             payment_id = validation.require_id(request.payment_id, "payment_id")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
+from sagascope.common.tls import TlsSettings
 from sagascope.local.topology import PAYMENT, default_mongo_url
 
 
@@ -46,6 +47,7 @@ class PaymentSettings:
     mongo_connect_timeout_seconds: float = 30.0
     limit_major: int = 1000
     faults: FaultSettings = field(default_factory=FaultSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
     def from_env(cls) -> PaymentSettings:
@@ -72,4 +74,5 @@ class PaymentSettings:
             mongo_connect_timeout_seconds=connect_timeout,
             limit_major=limit_major,
             faults=FaultSettings.from_env(),
+            tls=TlsSettings.from_env("PAYMENT"),
         )

@@ -127,7 +127,11 @@ async def test_http_login_and_errors(identity: IdentityHandle) -> None:
             assert not_object.status == 400
         async with session.post(url, json={"password": "x"}) as missing:
             assert missing.status == 400
-            assert await missing.json() == {"error": "invalid_request", "message": "username: is required"}
+            assert await missing.json() == {
+                    "error": "invalid_request",
+                    "message": "username: is required",
+                    "field": "username",
+                }
         async with session.get(f"{identity.http_url}/healthz") as health:
             assert health.status == 200 and await health.json() == {"status": "ok"}
 

@@ -28,6 +28,7 @@ from sagascope.common.auth import AuthSettings
 from sagascope.identity.keys import generate_key
 from sagascope.identity.server import RunningIdentity, start_identity
 from sagascope.identity.settings import DEMO_USERS_FILE, IdentitySettings
+from sagascope.identity.throttle import ThrottleSettings
 
 ISSUER = "sagascope-identity"
 AUDIENCE = "sagascope"
@@ -89,7 +90,9 @@ class IdentityHandle:
 
 
 @asynccontextmanager
-async def running_identity(tmp_path: Path, *, token_ttl_seconds: int = 900) -> AsyncIterator[IdentityHandle]:
+async def running_identity(
+    tmp_path: Path, *, token_ttl_seconds: int = 900, throttle: ThrottleSettings | None = None
+) -> AsyncIterator[IdentityHandle]:
     keys_dir = tmp_path / "identity-keys"
     settings = IdentitySettings(
         host="127.0.0.1",
@@ -102,6 +105,7 @@ async def running_identity(tmp_path: Path, *, token_ttl_seconds: int = 900) -> A
         audience=AUDIENCE,
         token_ttl_seconds=token_ttl_seconds,
         environment="development",
+        throttle=throttle or ThrottleSettings(),
     )
     service = await start_identity(settings)
     http_url = f"http://127.0.0.1:{service.http_port}"

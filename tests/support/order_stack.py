@@ -16,6 +16,7 @@ from sagascope.common.auth import AuthSettings
 from sagascope.common.faults import FaultSettings
 from sagascope.common.telemetry import init_telemetry
 from sagascope.common.telemetry.settings import TelemetrySettings
+from sagascope.identity.throttle import ThrottleSettings
 from sagascope.local.supervisor import free_port
 from sagascope.order.server import OrderApp
 from sagascope.order.settings import OrderSettings
@@ -79,10 +80,10 @@ def request(
 
 @asynccontextmanager
 async def running_order_stack(
-    tmp_path: Path, database_url: str, **order_overrides: Any
+    tmp_path: Path, database_url: str, identity_throttle: ThrottleSettings | None = None, **order_overrides: Any
 ) -> AsyncIterator[OrderStack]:
     async with (
-        running_identity(tmp_path / "identity") as identity,
+        running_identity(tmp_path / "identity", throttle=identity_throttle) as identity,
         running_nx27017(tmp_path / "mongo") as mongo,
     ):
         auth: AuthSettings = identity.auth_settings

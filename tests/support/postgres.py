@@ -61,8 +61,11 @@ def _as_owner(cmd: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Yield a ``postgresql://`` URL of a fresh cluster with database ``sagascope``."""
+def throwaway_cluster(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Yield a ``postgresql://`` URL of a fresh cluster with database ``sagascope``.
+
+    ``settings`` are extra server settings (``-c name=value``), e.g. ``fsync`` or
+    ``shared_preload_libraries``."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise RuntimeError(unavailable_reason() or "no PostgreSQL")
@@ -90,7 +93,10 @@ def throwaway_cluster() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+        server = {"fsync": "off", "max_connections": "200", **(settings or {})}
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} " + " ".join(
+            f"-c {name}={value}" for name, value in server.items()
+        )
         subprocess.run(
             _as_owner(
                 [

@@ -15,12 +15,21 @@ from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from sagascope.common.resilience import DownstreamUnavailable
-from sagascope.common.saga.definition import CallContext, LocalStep, RemoteStep, SagaDefinition, StepFailed
+from sagascope.common.saga.definition import (
+    CallContext,
+    Claim,
+    LocalStep,
+    RemoteStep,
+    SagaDefinition,
+    StepFailed,
+    Write,
+    Writes,
+)
 from sagascope.common.saga.executor import SagaExecutor
 from sagascope.common.saga.observer import SagaRun
 from sagascope.common.saga.recovery import RecoveryWorker
@@ -34,6 +43,18 @@ ledger = Table(
     Column("status", String),
     Column("version", Integer),
 )
+
+
+_SET_STATUS = update(ledger).where(ledger.c.id == bindparam("id_")).values(status=bindparam("status_"))
+_INSERT = insert(ledger).values(id=bindparam("id_"), status=bindparam("status_"), version=bindparam("version_"))
+
+
+def set_status(order_id: str, status: str) -> Write:
+    return Write(_SET_STATUS, {"id_": order_id, "status_": status})
+
+
+def insert_pending(order_id: str) -> Write:
+    return Write(_INSERT, {"id_": order_id, "status_": "PENDING", "version_": 1})
 
 
 @dataclass
@@ -71,20 +92,20 @@ class Flags:
 
 
 def make_saga(payments: ScriptedPayments, flags: Flags) -> SagaDefinition[State]:
-    async def reserve(state: State, session: AsyncSession) -> None:
-        await session.execute(insert(ledger).values(id=state.order_id, status="PENDING", version=1))
+    async def reserve(state: State) -> Writes:
+        return [Claim(ledger, {"id": state.order_id, "status": "PENDING", "version": 1}, unique_on=("id",))]
 
-    async def cancel(state: State, session: AsyncSession, reason: str) -> None:
-        await session.execute(update(ledger).where(ledger.c.id == state.order_id).values(status="CANCELLED"))
+    async def cancel(state: State, reason: str) -> Writes:
+        return [set_status(state.order_id, "CANCELLED")]
 
-    async def confirm(state: State, session: AsyncSession) -> None:
-        await session.execute(update(ledger).where(ledger.c.id == state.order_id).values(status="COMPLETED"))
+    async def confirm(state: State) -> Writes:
         if flags.confirm_fails:
-            state.payment_id = "mutated-by-failed-step"  # must be rolled back with the transaction
+            state.payment_id = "mutated-by-failed-step"  # must be undone: the step wrote nothing
             raise StepFailed("confirm failed")
+        return [set_status(state.order_id, "COMPLETED")]
 
-    async def stuck(state: State, session: AsyncSession, reason: str) -> None:
-        await session.execute(update(ledger).where(ledger.c.id == state.order_id).values(status="FAILED"))
+    async def stuck(state: State, reason: str) -> Writes:
+        return [set_status(state.order_id, "FAILED")]
 
     return SagaDefinition(
         name="TestSaga",
@@ -117,6 +138,9 @@ class RecordingObserver:
                 events.append(("failed", reason))
 
         class Scope:
+            def started(self) -> None:
+                events.append(("started", ""))
+
             def traceparent(self) -> str:
                 return "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
 
@@ -140,13 +164,18 @@ class RecordingObserver:
 
 
 @pytest.fixture
-async def sessions(tmp_path):
+async def engine(tmp_path):
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'saga.db'}")
     async with engine.begin() as conn:
         await conn.run_sync(SAGA_METADATA.create_all)
         await conn.run_sync(META.create_all)
-    yield async_sessionmaker(engine, expire_on_commit=False)
+    yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def ledger_status(sessions, order_id: str) -> str | None:
@@ -158,7 +187,7 @@ def build(sessions, payments=None, flags=None, owner="orchestrator-a", lease=30.
     payments = payments or ScriptedPayments()
     flags = flags or Flags()
     observer = RecordingObserver()
-    store = SagaStore(sessions, owner, lease)
+    store = SagaStore(sessions.kw["bind"], owner, lease)
     return SagaExecutor(make_saga(payments, flags), store, observer), payments, flags, observer
 
 
@@ -258,9 +287,7 @@ async def test_crash_after_charge_resumes_by_retrying_the_charge_with_the_same_k
         correlation_id="corr-7",
         step_started=True,
     )
-    await executor.store.create(
-        record, lambda s: s.execute(insert(ledger).values(id="o7", status="PENDING", version=1))
-    )
+    assert await executor.store.create(record, [insert_pending("o7")])
     await _make_due(sessions, "s7")
 
     recovered = RecoveryWorker(executor, 0.1)
@@ -283,9 +310,7 @@ async def test_two_orchestrators_never_drive_the_same_saga(sessions):
         correlation_id="c8",
         step_started=True,
     )
-    await a.store.create(
-        record, lambda s: s.execute(insert(ledger).values(id="o8", status="PENDING", version=1))
-    )
+    assert await a.store.create(record, [insert_pending("o8")])
     assert await b.store.claim_due(10) == []  # a's lease is live
     await _make_due(sessions, "s8")
     claimed = await b.store.claim_due(10)
@@ -295,13 +320,40 @@ async def test_two_orchestrators_never_drive_the_same_saga(sessions):
         await a.store.save(record)  # a's late write is fenced off
 
 
-async def test_a_failing_first_step_writes_nothing(sessions):
-    executor, payments, _, _ = build(sessions)
+async def test_a_taken_claim_starts_no_saga_and_writes_nothing(sessions):
+    executor, payments, _, observer = build(sessions)
     await executor.start("s9", State("o9"), "c9")
-    with pytest.raises(IntegrityError):  # same order id: the local insert fails, and so does the saga row
-        await executor.start("s10", State("o9"), "c10")
+    observer.events.clear()
+    assert await executor.start("s10", State("o9"), "c10") is None  # same order id: the claim is taken
     assert await executor.store.load("s10") is None
     assert len(payments.calls) == 1
+    assert ("started", "") not in observer.events and not any(e[0] == "finished" for e in observer.events)
+
+
+def running(saga_id: str) -> SagaRecord:
+    return SagaRecord(
+        id=saga_id, name="TestSaga", status=SagaStatus.RUNNING, step_index=1, state={}, correlation_id="c"
+    )
+
+
+async def test_a_failing_first_write_propagates_and_writes_nothing(sessions):
+    executor, _, _, _ = build(sessions)
+    await executor.store.create(running("s11"), [insert_pending("o11")])
+    with pytest.raises(IntegrityError):  # a plain insert (not a claim) of a taken id: the saga row fails too
+        await executor.store.create(running("s12"), [insert_pending("o11")])
+    assert await executor.store.load("s12") is None
+
+
+async def test_a_lost_lease_writes_nothing_of_the_step(sessions):
+    a, _, _, _ = build(sessions, owner="a")
+    record = running("s13")
+    assert await a.store.create(record, [insert_pending("o13")])
+    b, _, _, _ = build(sessions, owner="b")
+    await _make_due(sessions, "s13")
+    assert [r.id for r in await b.store.claim_due(10)] == ["s13"]
+    with pytest.raises(LeaseLost):
+        await a.store.write(record, [set_status("o13", "COMPLETED")])
+    assert await ledger_status(sessions, "o13") == "PENDING"
 
 
 async def _make_due(sessions, saga_id: str) -> None:

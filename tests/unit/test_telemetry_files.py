@@ -47,6 +47,7 @@ def run_embedded(directory: Path, service: str = "order-service") -> tuple[str, 
         with telemetry.saga_observer.saga(
             SagaRun("saga-9", "CreateOrder", "corr-9", {"order.id": "order-9"})
         ) as scope:
+            scope.started()  # as the executor does once the saga row is written
             with scope.step("charge", 1):
                 log.info("charging")
             with scope.step("confirm", 2) as confirm:

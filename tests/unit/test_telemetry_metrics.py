@@ -38,6 +38,7 @@ def exercise(captured: CapturedTelemetry) -> None:
     telemetry = captured.telemetry
     observer = telemetry.saga_observer
     with observer.saga(SagaRun("s", "CreateOrder", "c", {"order.id": "o"})) as scope:
+        scope.started()
         with scope.step("charge", 1) as step:
             events = telemetry.resilience_events()
             events.retry("payment", "UNAVAILABLE", 1, 0.05)
@@ -48,6 +49,7 @@ def exercise(captured: CapturedTelemetry) -> None:
             pass
         scope.finished("compensated", "payment unavailable")
     with observer.saga(SagaRun("s2", "CreateOrder", "c", {}, True, None)) as scope:
+        scope.started()
         scope.finished("completed")
     metrics = telemetry.metrics
     labels = ("unary", "sagascope.payments.v1.PaymentService", "ProcessPayment")

@@ -19,7 +19,7 @@ def run_compensated_saga(captured: CapturedTelemetry) -> str | None:
     with observer.saga(run) as scope:
         traceparent = scope.traceparent()
         with scope.step("reserve", 0):
-            pass
+            scope.started()  # as the executor does once the saga row is written
         with scope.step("charge", 1):
             scope.set_attribute("payment.id", "pay-1")
         with scope.step("confirm", 2) as confirm:
@@ -77,13 +77,11 @@ def test_a_compensated_saga_logs_the_named_events_with_saga_fields() -> None:
     with in_memory_telemetry("order-service") as captured:
         run_compensated_saga(captured)
     lines = captured.json_lines()
+    # saga.step.started is DEBUG (ARCHITECTURE.md): the step's span carries its start.
     assert [line["event"] for line in lines] == [
         "saga.started",
-        "saga.step.started",
         "saga.step.completed",
-        "saga.step.started",
         "saga.step.completed",
-        "saga.step.started",
         "saga.step.failed",
         "saga.compensation.started",
         "saga.compensation.completed",
@@ -140,6 +138,7 @@ def test_an_exception_in_a_step_marks_it_failed_with_an_exception_event() -> Non
     with in_memory_telemetry() as captured:
         observer = captured.telemetry.saga_observer
         with observer.saga(SagaRun("s", "CreateOrder", "c")) as scope:
+            scope.started()
             with pytest.raises(RuntimeError), scope.step("charge", 1):
                 raise RuntimeError("payment down")
             scope.finished("failed", "payment down")
@@ -160,8 +159,10 @@ def test_a_resumed_saga_is_a_new_trace_linked_to_the_original() -> None:
     with in_memory_telemetry() as captured:
         observer = captured.telemetry.saga_observer
         with observer.saga(SagaRun("s", "CreateOrder", "corr-r", {"order.id": "o"})) as scope:
+            scope.started()
             origin = scope.traceparent()
         with observer.saga(SagaRun("s", "CreateOrder", "corr-r", {"order.id": "o"}, True, origin)) as scope:
+            scope.started()
             scope.finished("completed")
         first, resumed = captured.spans.get_finished_spans()
         assert resumed.context.trace_id != first.context.trace_id
@@ -202,8 +203,9 @@ def test_an_interrupted_saga_is_an_error_without_a_finished_metric() -> None:
     with in_memory_telemetry() as captured:
         with (
             pytest.raises(KeyboardInterrupt),
-            captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")),
+            captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")) as scope,
         ):
+            scope.started()
             raise KeyboardInterrupt
         assert (
             captured.telemetry.metrics.registry.get_sample_value(
@@ -218,6 +220,34 @@ def test_an_interrupted_saga_is_an_error_without_a_finished_metric() -> None:
     (saga,) = captured.spans.get_finished_spans()
     assert saga.status.status_code == StatusCode.ERROR
     assert "saga.interrupted" in captured.events()
+
+
+def test_a_saga_that_never_started_is_neither_counted_nor_logged() -> None:
+    """A duplicate idempotency key: the run opened a span and its first step, then found the key
+    taken, so the executor never called started()."""
+    with in_memory_telemetry() as captured:
+        registry = captured.telemetry.metrics.registry
+        with captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")) as scope:
+            with scope.step("reserve", 0):
+                pass
+        assert registry.get_sample_value("saga_started_total", {"saga": "CreateOrder"}) in (None, 0)
+        assert registry.get_sample_value(
+            "saga_step_duration_seconds_count", {"saga": "CreateOrder", "step": "reserve", "result": "success"}
+        ) in (None, 0)
+        assert registry.get_sample_value("saga_in_flight", {"saga": "CreateOrder"}) in (None, 0)
+        with (
+            pytest.raises(RuntimeError),
+            captured.telemetry.saga_observer.saga(SagaRun("s2", "CreateOrder", "c")) as scope,
+            scope.step("reserve", 0),
+        ):
+            raise RuntimeError("database down")
+        assert registry.get_sample_value(
+            "saga_step_duration_seconds_count", {"saga": "CreateOrder", "step": "reserve", "result": "failure"}
+        ) in (None, 0)
+    events = captured.events()
+    assert not {"saga.started", "saga.step.completed", "saga.step.failed", "saga.interrupted"} & set(events)
+    spans = {span.name: span for span in captured.spans.get_finished_spans() if span.name.startswith("saga ")}
+    assert spans and all(span.attributes and span.attributes["saga.started"] is False for span in spans.values())
 
 
 def test_telemetry_off_keeps_saga_log_events_but_no_spans() -> None:

@@ -1,20 +1,49 @@
 """A saga declared as data: an ordered list of steps, each an action and an optional compensation.
 
-Local steps run inside the orchestrator's database transaction (the executor
-commits the saga log in the same transaction). Remote steps call a participant
-with an idempotency key derived from the saga id and step name, so a retry —
-live or after a crash — never applies twice.
+Local steps return the SQL writes they want; the executor applies them together
+with the saga-log write, all or nothing and only while it holds the saga's lease
+(on PostgreSQL in one statement, so one round trip). Remote steps call a
+participant with an idempotency key derived from the saga id and step name, so a
+retry — live or after a crash — never applies twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table
+from sqlalchemy.sql.dml import UpdateBase
 
 S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The row whose insertion starts a saga, e.g. an order keyed by its idempotency key.
+
+    Only the first step may return one, as its first write. If a row with the same
+    ``unique_on`` values exists already, the saga does not start and nothing is written.
+    """
+
+    table: Table
+    values: Mapping[str, Any]
+    # Columns of a unique constraint of ``table``.
+    unique_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Write:
+    r"""An INSERT/UPDATE/DELETE (SQLAlchemy Core, values as ``bindparam()``\s, built once) and
+    the values for this call. The step returns it; the executor runs it."""
+
+    statement: UpdateBase
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+# What a local step or compensation returns; the first step may start with a Claim.
+Writes = Sequence[Write | Claim]
 
 
 class StepFailed(Exception):
@@ -41,9 +70,9 @@ class CallContext:
 @dataclass(frozen=True)
 class LocalStep(Generic[S]):
     name: str
-    action: Callable[[S, AsyncSession], Awaitable[None]]
+    action: Callable[[S], Awaitable[Writes]]
     # Receives the reason the saga compensates.
-    compensation: Callable[[S, AsyncSession, str], Awaitable[None]] | None = None
+    compensation: Callable[[S, str], Awaitable[Writes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +95,9 @@ class SagaDefinition(Generic[S]):
     decode: Callable[[dict[str, Any]], S]
     # Business ids for telemetry, e.g. {"order.id": ...}; never secrets.
     describe: Callable[[S], dict[str, str]]
-    # Runs in the transaction that marks the saga FAILED (a compensation cannot finish yet).
-    on_stuck: Callable[[S, AsyncSession, str], Awaitable[None]] | None = None
+    # Writes applied with the saga-log write that marks the saga FAILED (a compensation cannot
+    # finish yet); receives the reason.
+    on_stuck: Callable[[S, str], Awaitable[Writes]] | None = None
 
     def __post_init__(self) -> None:
         if not self.steps or not isinstance(self.steps[0], LocalStep):

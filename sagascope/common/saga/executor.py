@@ -13,7 +13,7 @@ import time
 from typing import Generic, TypeVar
 
 from sagascope.common.resilience import DownstreamRejected, DownstreamUnavailable
-from sagascope.common.saga.definition import CallContext, LocalStep, SagaDefinition, StepFailed
+from sagascope.common.saga.definition import CallContext, LocalStep, SagaDefinition, StepFailed, Writes
 from sagascope.common.saga.observer import (
     OUTCOME_COMPENSATED,
     OUTCOME_COMPLETED,
@@ -23,7 +23,7 @@ from sagascope.common.saga.observer import (
     SagaScope,
     StepScope,
 )
-from sagascope.common.saga.store import LeaseLost, SagaRecord, SagaStatus, SagaStore
+from sagascope.common.saga.store import FailureKind, LeaseLost, SagaRecord, SagaStatus, SagaStore
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ class SagaExecutor(Generic[S]):
         self.store = store
         self.observer = observer
 
-    async def start(self, saga_id: str, state: S, correlation_id: str) -> tuple[SagaRecord, S]:
-        """Create the saga (running step 0 in the same transaction) and drive it to an end.
+    async def start(self, saga_id: str, state: S, correlation_id: str) -> tuple[SagaRecord, S] | None:
+        """Create the saga with its first step's writes (one write) and drive it to an end.
 
-        Errors of step 0 (e.g. a duplicate idempotency key) propagate unchanged:
-        nothing was written.
+        None when the first step's :class:`Claim` met an existing row (e.g. the idempotency
+        key was used already): nothing was written and the saga did not start. Other errors
+        of the first step propagate unchanged; nothing was written either.
         """
         run = SagaRun(saga_id, self.definition.name, correlation_id, self.definition.describe(state))
         with self.observer.saga(run) as scope:
@@ -65,13 +66,12 @@ class SagaExecutor(Generic[S]):
             first = self.definition.steps[0]
             assert isinstance(first, LocalStep)
             with scope.step(first.name, 0):
-
-                async def reserve(session):  # type: ignore[no-untyped-def]
-                    await first.action(state, session)
-                    self._mark_next_started(record)
-                    record.state = self.definition.encode(state)
-
-                await self.store.create(record, reserve)
+                writes = await first.action(state)
+                self._mark_next_started(record)
+                record.state = self.definition.encode(state)
+                if not await self.store.create(record, writes):
+                    return None
+                scope.started()
             await self._drive(record, state, scope)
             return record, state
 
@@ -87,20 +87,27 @@ class SagaExecutor(Generic[S]):
             origin_traceparent=record.traceparent or None,
         )
         with self.observer.saga(run) as scope:
+            scope.started()
             if record.status == SagaStatus.FAILED:
                 record.status = SagaStatus.COMPENSATING
-            await self._drive(record, state, scope)
+            # A remote step the log marks as sent may have been applied by the previous
+            # orchestrator, whatever this attempt's failure says (found by `make chaos`).
+            in_doubt = record.step_index if record.status == SagaStatus.RUNNING and record.step_started else None
+            await self._drive(record, state, scope, in_doubt)
         return record, state
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _drive(self, record: SagaRecord, state: S, scope: SagaScope) -> None:
+    async def _drive(self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None = None) -> None:
         failed_step: StepScope | None = None
         try:
             if record.status == SagaStatus.RUNNING:
-                failed_step = await self._forward(record, state, scope)
+                failed_step = await self._forward(record, state, scope, in_doubt)
             if record.status == SagaStatus.COMPENSATING:
                 await self._compensate(record, state, scope, failed_step)
+            if record.unsaved:
+                await self.store.write(record)
+                record.unsaved = False
         except LeaseLost:
             log.warning("saga %s: lease lost, another orchestrator continues it", record.id)
             raise
@@ -121,11 +128,17 @@ class SagaExecutor(Generic[S]):
             steps[record.step_index], LocalStep
         )
 
-    async def _forward(self, record: SagaRecord, state: S, scope: SagaScope) -> StepScope | None:
+    async def _before_call(self, record: SagaRecord) -> None:
+        """The saga log is written before every outgoing call: pending progress and "sent"."""
+        if record.unsaved or not record.step_started:
+            record.step_started = True
+            await self.store.write(record)
+            record.unsaved = False
+
+    async def _forward(
+        self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None = None
+    ) -> StepScope | None:
         steps = self.definition.steps
-        # True while the record in memory holds progress not yet written (a remote step's
-        # result): it is written together with the next local step, saving a round trip.
-        unsaved = False
         while record.step_index < len(steps):
             index = record.step_index
             step = steps[index]
@@ -134,46 +147,43 @@ class SagaExecutor(Generic[S]):
                     if isinstance(step, LocalStep):
                         before = (record.status, record.step_index, record.step_started, record.state)
                         try:
-                            async with self.store.transition(record) as session:
-                                await step.action(state, session)
-                                self._advance(record, state)
+                            writes = await step.action(state)
+                            self._advance(record, state)
+                            await self.store.write(record, writes)
                         except BaseException:
-                            # The transaction rolled back: so do the record and the state in memory.
+                            # Nothing was written: the record and the state in memory go back.
                             record.status, record.step_index, record.step_started, record.state = before
                             state = _restore(state, self.definition.decode(record.state))
                             raise
-                        unsaved = False
+                        record.unsaved = False
                     else:
-                        if unsaved:
-                            await self.store.save(record)
-                        if not record.step_started:
-                            record.step_started = True
-                            await self.store.save(record)
+                        await self._before_call(record)
                         key = self.definition.action_key(record.id, index)
-                        context = CallContext(record.id, key, key)
-                        await step.action(state, context)
+                        await step.action(state, CallContext(record.id, key, key))
+                        # Written with the next write (the next local step's, or the last one).
                         self._advance(record, state)
-                        unsaved = True
+                        record.unsaved = True
                         for key, value in self.definition.describe(state).items():
                             scope.set_attribute(key, value)
                 except LeaseLost:
                     raise
                 except Exception as exc:
-                    reason, maybe_applied = _classify(step.name, exc)
+                    reason, maybe_applied, kind = _classify(step.name, exc)
                     step_scope.failed(reason, exc)
                     record.last_error = exc
                     remote = not isinstance(step, LocalStep)
+                    maybe_applied = maybe_applied or index == in_doubt
                     # A remote call whose effect is unknown is compensated too (by idempotency key).
                     start_at = index if (remote and maybe_applied) else index - 1
                     record.status = SagaStatus.COMPENSATING
                     record.failure_reason = reason
+                    record.failure_kind = kind
                     record.step_index = self.definition.previous_compensable(start_at)
                     record.step_started = False
                     record.state = self.definition.encode(state)
-                    await self.store.save(record)
+                    # Written before the compensation's call, or with its local writes.
+                    record.unsaved = True
                     return step_scope
-        if unsaved:
-            await self.store.save(record)
         return None
 
     def _advance(self, record: SagaRecord, state: S) -> None:
@@ -188,6 +198,8 @@ class SagaExecutor(Generic[S]):
     async def _compensate(
         self, record: SagaRecord, state: S, scope: SagaScope, failed_step: StepScope | None
     ) -> None:
+        if record.step_index < 0:
+            record.status = SagaStatus.COMPENSATED  # nothing to undo
         while record.step_index >= 0:
             index = record.step_index
             step = self.definition.steps[index]
@@ -197,13 +209,17 @@ class SagaExecutor(Generic[S]):
                     next_index = self.definition.previous_compensable(index - 1)
                     if isinstance(step, LocalStep):
                         assert step.compensation is not None
-                        async with self.store.transition(record) as session:
-                            await step.compensation(state, session, record.failure_reason)
+                        before = (record.status, record.step_index, record.step_started, record.state)
+                        try:
+                            writes = await step.compensation(state, record.failure_reason)
                             self._compensated(record, state, next_index)
+                            await self.store.write(record, writes)
+                        except BaseException:
+                            record.status, record.step_index, record.step_started, record.state = before
+                            raise
+                        record.unsaved = False
                     else:
-                        if not record.step_started:
-                            record.step_started = True
-                            await self.store.save(record)
+                        await self._before_call(record)
                         context = CallContext(
                             record.id,
                             self.definition.compensation_key(record.id, index),
@@ -212,19 +228,21 @@ class SagaExecutor(Generic[S]):
                         )
                         await step.compensation(state, context)
                         self._compensated(record, state, next_index)
-                        await self.store.save(record)
+                        record.unsaved = True
                 except LeaseLost:
                     raise
                 except Exception as exc:
-                    reason, _ = _classify(f"compensate {step.name}", exc)
+                    reason, _, kind = _classify(f"compensate {step.name}", exc)
                     comp_scope.failed(reason, exc)
                     record.last_error = exc
+                    record.failure_kind = kind
                     original = record.failure_reason.split(PENDING_MARK, 1)[0]
                     await self._park(record, state, f"{original}{PENDING_MARK}{reason}")
                     return
 
     def _compensated(self, record: SagaRecord, state: S, next_index: int) -> None:
         record.step_index = next_index
+        # The next compensation, if remote, may be sent once this is written.
         record.step_started = False
         record.state = self.definition.encode(state)
         if next_index < 0:
@@ -237,11 +255,12 @@ class SagaExecutor(Generic[S]):
         record.step_started = False
         record.attempts += 1
         record.next_attempt_at = time.time() + stuck_retry_delay(record.attempts)
-        async with self.store.transition(record) as session:
-            if self.definition.on_stuck is not None:
-                await self.definition.on_stuck(state, session, reason)
-            record.state = self.definition.encode(state)
-        await self.store.release(record)
+        writes: Writes = ()
+        if self.definition.on_stuck is not None:
+            writes = await self.definition.on_stuck(state, reason)
+        record.state = self.definition.encode(state)
+        await self.store.write(record, writes, release=True)
+        record.unsaved = False
 
 
 def _restore(state: S, snapshot: S) -> S:
@@ -252,12 +271,14 @@ def _restore(state: S, snapshot: S) -> S:
     return snapshot
 
 
-def _classify(step: str, exc: BaseException) -> tuple[str, bool]:
-    """(reason for people, maybe_applied) for a failed step or compensation."""
+def _classify(step: str, exc: BaseException) -> tuple[str, bool, FailureKind]:
+    """(reason for people, maybe_applied, kind) for a failed step or compensation."""
     if isinstance(exc, StepFailed):
-        return exc.reason, False
+        return exc.reason, False, FailureKind.BUSINESS
     if isinstance(exc, DownstreamRejected):
-        return f"{step}: {exc.target} refused: {exc.code.name}: {exc.details}", False
+        # A participant that broke (INTERNAL, ...) rather than refused may have applied the call.
+        reason = f"{step}: {exc.target} refused: {exc.code.name}: {exc.details}"
+        return reason, exc.maybe_applied, FailureKind.REJECTED
     if isinstance(exc, DownstreamUnavailable):
-        return f"{step}: {exc}", exc.maybe_applied
-    return f"{step}: unexpected {type(exc).__name__}: {exc}", True
+        return f"{step}: {exc}", exc.maybe_applied, FailureKind.UNAVAILABLE
+    return f"{step}: unexpected {type(exc).__name__}: {exc}", True, FailureKind.UNEXPECTED

@@ -38,6 +38,14 @@ class StepScope(Protocol):
 
 
 class SagaScope(Protocol):
+    """One run of a saga. A new saga counts as started only when the executor calls
+    :meth:`started` (its first write is durable): a run that ends without it — e.g. its
+    idempotency key was taken — is not counted or logged as a saga."""
+
+    def started(self) -> None:
+        """The saga is durable (a new one was created, or a resumed one was claimed)."""
+        ...
+
     def traceparent(self) -> str | None:
         """The W3C traceparent of this run's saga span (persisted for later links)."""
         ...
@@ -67,6 +75,9 @@ class _NoopStep:
 
 
 class _NoopSaga:
+    def started(self) -> None:
+        pass
+
     def traceparent(self) -> str | None:
         return None
 

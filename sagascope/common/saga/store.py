@@ -5,20 +5,50 @@ compare-and-set on the owner, so two orchestrator replicas can run recovery at
 once: a saga is driven by exactly one of them, and a replica that lost its lease
 stops at its next write (:class:`LeaseLost`). Times are epoch seconds (floats)
 so SQLite and PostgreSQL compare them the same way.
+
+A local step's writes go with the saga-log write, all or nothing. On PostgreSQL
+that is ONE statement in autocommit (one round trip, no BEGIN/COMMIT): the writes
+are data-modifying CTEs and the statement ends in ``saga_guard(...)``, a function
+from the migrations that raises when the lease CAS (or a new saga's claim) matched
+no row, which rolls every part of the statement back. On SQLite (embedded, in
+process) the same writes run in one transaction, checked statement by statement.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import orjson
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter
+
+from sagascope.common.saga.definition import Claim, Write
 
 SAGA_METADATA = MetaData()
 
@@ -42,11 +72,17 @@ saga_instances = Table(
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Why the saga compensates, as a kind (FailureKind); the reason in words is failure_reason.
+    Column("failure_kind", String(16), nullable=False, default="", server_default=""),
     Index("ix_saga_instances_due", "status", "next_attempt_at"),
 )
 
+# Raised by saga_guard() (migration 0002) on PostgreSQL; the message starts with this.
+GUARD_MESSAGE = "saga guard: "
+_CLAIMED, _LEASE = "claim found an existing row", "lease lost"
 
-# The saga log write on every transition, compiled once (bind parameters, not literals).
+
+# The saga-log writes, built once with bind parameters (``<column>_``).
 _WRITE = (
     update(saga_instances)
     .where(saga_instances.c.id == bindparam("id_"), saga_instances.c.lease_owner == bindparam("owner_"))
@@ -54,12 +90,13 @@ _WRITE = (
         {
             name: bindparam(f"{name}_")
             for name in (
-                "status", "step_index", "step_started", "state", "failure_reason", "attempts",
-                "next_attempt_at", "lease_expires_at", "updated_at",
+                "status", "step_index", "step_started", "state", "failure_reason", "failure_kind",
+                "attempts", "next_attempt_at", "lease_expires_at", "updated_at",
             )
         }
     )
 )
+_INSERT = insert(saga_instances).values({c.name: bindparam(f"{c.name}_") for c in saga_instances.columns})
 
 
 class SagaStatus(StrEnum):
@@ -72,6 +109,19 @@ class SagaStatus(StrEnum):
 
 
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
+
+
+class FailureKind(StrEnum):
+    """What made the saga compensate (or park): decides what its caller is told."""
+
+    NONE = ""
+    # The step said no (StepFailed, e.g. payment declined): a business outcome.
+    BUSINESS = "business"
+    # The participant refused the call (a non-retryable gRPC status).
+    REJECTED = "rejected"
+    # The participant could not be reached (breaker open, deadline, UNAVAILABLE): infrastructure.
+    UNAVAILABLE = "unavailable"
+    UNEXPECTED = "unexpected"
 
 
 class LeaseLost(Exception):
@@ -88,12 +138,15 @@ class SagaRecord:
     correlation_id: str
     step_started: bool = False
     failure_reason: str = ""
+    failure_kind: FailureKind = FailureKind.NONE
     traceparent: str = ""
     attempts: int = 0
     next_attempt_at: float = 0.0
     created_at: float = field(default_factory=time.time)
     # In memory only: the exception that made this run compensate or park (for the caller's answer).
     last_error: BaseException | None = field(default=None, compare=False, repr=False)
+    # In memory only: progress (a remote step's result) not written yet; it goes with the next write.
+    unsaved: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Any) -> SagaRecord:
@@ -102,10 +155,11 @@ class SagaRecord:
             name=row.name,
             status=SagaStatus(row.status),
             step_index=row.step_index,
-            state=json.loads(row.state),
+            state=orjson.loads(row.state),
             correlation_id=row.correlation_id,
             step_started=bool(row.step_started),
             failure_reason=row.failure_reason,
+            failure_kind=FailureKind(row.failure_kind),
             traceparent=row.traceparent,
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
@@ -117,67 +171,125 @@ class SagaRecord:
             "status": self.status.value,
             "step_index": self.step_index,
             "step_started": int(self.step_started),
-            "state": json.dumps(self.state, separators=(",", ":")),
+            "state": orjson.dumps(self.state).decode(),
             "failure_reason": self.failure_reason,
+            "failure_kind": self.failure_kind.value,
             "attempts": self.attempts,
             "next_attempt_at": self.next_attempt_at,
         }
 
 
 class SagaStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], owner: str, lease_seconds: float) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: AsyncEngine, owner: str, lease_seconds: float) -> None:
+        self.engine = engine
+        # Every write is one statement or (SQLite) one explicit transaction: no implicit BEGIN.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgres = engine.dialect.name == "postgresql"
+        self._plans = _Plans(engine.dialect)
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner
         self.lease_seconds = lease_seconds
 
-    async def create(self, record: SagaRecord, local_work: Callable[[AsyncSession], Awaitable[None]]) -> None:
-        """Insert the saga row and run ``local_work`` in ONE transaction (the saga's first step)."""
+    async def create(self, record: SagaRecord, writes: Sequence[Write | Claim]) -> bool:
+        """Insert the saga row with its first step's writes, all or nothing.
+
+        False when the writes start with a :class:`Claim` that met an existing row:
+        then nothing was written and the saga did not start.
+        """
         now = time.time()
-        async with self.sessions() as session, session.begin():
-            await local_work(session)
-            await session.execute(
-                insert(saga_instances),
-                {
-                    "id": record.id,
-                    "name": record.name,
-                    "correlation_id": record.correlation_id,
-                    "traceparent": record.traceparent,
-                    "lease_owner": self.owner,
-                    "lease_expires_at": now + self.lease_seconds,
-                    "created_at": now,
-                    "updated_at": now,
-                    **record.mutable_columns(),
-                },
-            )
+        row = Write(
+            _INSERT,
+            {
+                "id_": record.id,
+                "name_": record.name,
+                "correlation_id_": record.correlation_id,
+                "traceparent_": record.traceparent,
+                "lease_owner_": self.owner,
+                "lease_expires_at_": now + self.lease_seconds,
+                "created_at_": now,
+                "updated_at_": now,
+                **{f"{k}_": v for k, v in record.mutable_columns().items()},
+            },
+        )
+        claim = writes[0] if writes and isinstance(writes[0], Claim) else None
+        rest = [_plain(w) for w in (writes[1:] if claim else writes)]
+        if self._postgres:
+            if claim is None:
+                await self._execute([*rest, row])
+                return True
+            try:
+                await self._execute([*rest, row], guard=(_claim_write(claim, postgresql.insert), _CLAIMED))
+            except _GuardFailed:
+                return False
+            return True
+        try:
+            async with self.engine.begin() as connection:
+                if claim is not None:
+                    claimed = _claim_write(claim, sqlite.insert)
+                    result = await connection.execute(claimed.statement, claimed.params)
+                    if result.rowcount != 1:  # type: ignore[attr-defined]
+                        raise _GuardFailed(_CLAIMED)  # rolls the transaction back
+                for write in [*rest, row]:
+                    await connection.execute(write.statement, write.params)
+        except _GuardFailed:
+            return False
+        return True
 
-    @asynccontextmanager
-    async def transition(self, record: SagaRecord) -> AsyncIterator[AsyncSession]:
-        """A transaction for local step work; on exit the record's current fields are
-        written (if we still hold the lease) and everything commits together."""
-        async with self.sessions() as session, session.begin():
-            yield session
-            await self._write(session, record)
-
-    async def save(self, record: SagaRecord) -> None:
-        async with self.sessions() as session, session.begin():
-            await self._write(session, record)
-
-    async def _write(self, session: AsyncSession, record: SagaRecord) -> None:
+    async def write(
+        self, record: SagaRecord, writes: Sequence[Write | Claim] = (), *, release: bool = False
+    ) -> None:
+        """Write the record's current fields (a compare-and-set on the lease) and ``writes``, all
+        or nothing; :class:`LeaseLost` when another orchestrator owns the saga now (nothing
+        written). ``release`` gives the lease up (a finished or parked saga) so recovery can
+        take it when due."""
         now = time.time()
         params = {f"{k}_": v for k, v in record.mutable_columns().items()}
-        params.update(id_=record.id, owner_=self.owner, lease_expires_at_=now + self.lease_seconds, updated_at_=now)
-        result = await session.execute(_WRITE, params)
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise LeaseLost(f"saga {record.id} is now owned by another orchestrator")
+        params.update(
+            id_=record.id,
+            owner_=self.owner,
+            lease_expires_at_=0.0 if release else now + self.lease_seconds,
+            updated_at_=now,
+        )
+        saga_row = Write(_WRITE, params)
+        rest = [_plain(w) for w in writes]
+        if self._postgres:
+            try:
+                if rest:
+                    await self._execute(rest, guard=(saga_row, _LEASE))
+                elif await self._execute([saga_row]) != 1:
+                    raise _GuardFailed(_LEASE)
+            except _GuardFailed:
+                raise _lease_lost(record) from None
+            return
+        async with self.engine.begin() as connection:
+            result = await connection.execute(_WRITE, params)
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _lease_lost(record)  # rolls the transaction back
+            for write in rest:
+                await connection.execute(write.statement, write.params)
 
-    async def release(self, record: SagaRecord) -> None:
-        """Give up the lease (a finished or parked saga) so recovery can take it when due."""
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(saga_instances)
-                .where(saga_instances.c.id == record.id, saga_instances.c.lease_owner == self.owner)
-                .values(lease_expires_at=0.0)
-            )
+    async def save(self, record: SagaRecord) -> None:
+        """The saga-log write alone."""
+        await self.write(record)
+
+    async def _execute(self, writes: Sequence[Write], guard: tuple[Write, str] | None = None) -> int:
+        """PostgreSQL: the writes as ONE autocommit statement (data-modifying CTEs); with a
+        ``guard`` (a write that must affect a row, and what it means when it does not) the
+        statement fails and writes nothing unless the guard wrote its row. Returns the row
+        count of a lone write."""
+        parts = [*([guard[0]] if guard else []), *writes]
+        plan = self._plans.get(tuple(w.statement for w in parts), guard is not None)
+        values: dict[str, Any] = {"saga_guard_meaning": guard[1]} if guard else {}
+        for i, write in enumerate(parts):
+            values.update({f"w{i}_{k}": v for k, v in write.params.items()})
+        try:
+            async with self._autocommit.connect() as connection:
+                result = await connection.exec_driver_sql(plan.sql, tuple(values[n] for n in plan.names))
+        except DBAPIError as exc:
+            if GUARD_MESSAGE in str(exc.orig):
+                raise _GuardFailed(str(exc.orig)) from None
+            raise
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def claim_due(self, limit: int) -> list[SagaRecord]:
         """Take the lease of unfinished sagas nobody holds and whose retry time has come."""
@@ -187,10 +299,10 @@ class SagaStore:
             & (saga_instances.c.lease_expires_at < now)
             & (saga_instances.c.next_attempt_at <= now)
         )
-        async with self.sessions() as session:
+        async with self._autocommit.connect() as connection:
             ids = (
                 (
-                    await session.execute(
+                    await connection.execute(
                         select(saga_instances.c.id)
                         .where(due)
                         .order_by(saga_instances.c.next_attempt_at)
@@ -202,22 +314,109 @@ class SagaStore:
             )
         claimed = []
         for saga_id in ids:
-            async with self.sessions() as session, session.begin():
-                result = await session.execute(
+            async with self.engine.begin() as connection:
+                result = await connection.execute(
                     update(saga_instances)
                     .where(saga_instances.c.id == saga_id, due)
                     .values(lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds)
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     row = (
-                        await session.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
+                        await connection.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
                     ).one()
                     claimed.append(SagaRecord.from_row(row))
         return claimed
 
     async def load(self, saga_id: str) -> SagaRecord | None:
-        async with self.sessions() as session:
+        async with self._autocommit.connect() as connection:
             row = (
-                await session.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
+                await connection.execute(select(saga_instances).where(saga_instances.c.id == saga_id))
             ).one_or_none()
         return SagaRecord.from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    # The bind parameter names in positional order.
+    names: tuple[str, ...]
+
+
+class _Plans:
+    """Composed statements, compiled once per shape (the tuple of statements they combine).
+
+    Compiled here rather than through SQLAlchemy's statement cache: an INSERT … ON CONFLICT
+    is never cached there (the dialect's Insert opts out), and composing CTEs per call would
+    cost a cache-key walk of the whole statement on every write.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._plans: dict[tuple[tuple[UpdateBase, ...], bool], _Plan] = {}
+
+    def get(self, statements: tuple[UpdateBase, ...], guarded: bool) -> _Plan:
+        key = (statements, guarded)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._compile(statements, guarded)
+        return plan
+
+    def _compile(self, statements: tuple[UpdateBase, ...], guarded: bool) -> _Plan:
+        # Each part's parameters get its position as a prefix, so two parts never share a name.
+        parts = [_prefixed(s, f"w{i}_") for i, s in enumerate(statements)]
+        composed: Any
+        if len(parts) == 1 and not guarded:
+            composed = parts[0]
+        else:
+            if guarded:
+                parts[0] = parts[0].returning(literal_column("1").label("written"))
+            ctes = [part.cte(f"saga_w{i}") for i, part in enumerate(parts)]
+            result = (
+                func.saga_guard(exists(select(ctes[0])), bindparam("saga_guard_meaning"))
+                if guarded
+                else literal_column("1")
+            )
+            composed = select(result).add_cte(*ctes)
+        compiled = composed.compile(dialect=self.dialect)
+        return _Plan(compiled.string, tuple(compiled.positiontup or ()))
+
+
+def _prefixed(statement: UpdateBase, prefix: str) -> UpdateBase:
+    def rename(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return bindparam(prefix + element.key, type_=element.type)
+        return None
+
+    return visitors.replacement_traverse(statement, {}, rename)  # type: ignore[return-value]
+
+
+class _GuardFailed(Exception):
+    """saga_guard() raised: the statement wrote nothing."""
+
+
+def _lease_lost(record: SagaRecord) -> LeaseLost:
+    return LeaseLost(f"saga {record.id} is now owned by another orchestrator")
+
+
+def _plain(write: Write | Claim) -> Write:
+    if isinstance(write, Claim):
+        raise TypeError("a Claim may only be the first write of a saga's first step")
+    return write
+
+
+_CLAIM_STATEMENTS: dict[tuple[Any, ...], UpdateBase] = {}
+
+
+def _claim_write(claim: Claim, dialect_insert: Any) -> Write:
+    """INSERT … ON CONFLICT (unique_on) DO NOTHING, in the dialect's spelling, built once per
+    table, columns and dialect."""
+    columns = tuple(claim.values)
+    key = (dialect_insert, claim.table, columns, claim.unique_on)
+    statement = _CLAIM_STATEMENTS.get(key)
+    if statement is None:
+        statement = _CLAIM_STATEMENTS[key] = (
+            dialect_insert(claim.table)
+            .values({name: bindparam(f"{name}_") for name in columns})
+            .on_conflict_do_nothing(index_elements=list(claim.unique_on))
+        )
+    return Write(statement, {f"{k}_": v for k, v in claim.values.items()})

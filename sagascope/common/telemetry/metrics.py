@@ -174,12 +174,32 @@ class ResilienceMetrics:
 
 
 @dataclass(frozen=True)
+class LoginMetrics:
+    """The identity service's login guard (sagascope.identity.throttle)."""
+
+    throttled: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> LoginMetrics:
+        return cls(
+            throttled=Counter(
+                "identity_login_throttled",
+                "Login attempts refused by throttling, by reason: username, address or concurrency "
+                "(count of attempts).",
+                ["reason"],
+                registry=registry,
+            )
+        )
+
+
+@dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
     saga: SagaMetrics
     server: RpcMetrics
     client: RpcMetrics
     resilience: ResilienceMetrics
+    login: LoginMetrics
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -195,6 +215,7 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         server=RpcMetrics.create(registry, "server"),
         client=RpcMetrics.create(registry, "client"),
         resilience=ResilienceMetrics.create(registry),
+        login=LoginMetrics.create(registry),
     )
 
 

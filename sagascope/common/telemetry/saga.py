@@ -77,8 +77,31 @@ class _Saga:
         self.run = run
         self.span = span
         self.fields = fields
-        self.started = time.perf_counter()
+        self.started_at = time.perf_counter()
         self.outcome: str | None = None
+        # False until the saga is durable: until then nothing is counted or logged as a saga.
+        self.begun = False
+
+    def started(self) -> None:
+        if self.begun:
+            return
+        self.begun = True
+        run = self.run
+        metrics = self.observer.metrics
+        if metrics is not None:
+            if run.resumed:
+                metrics.recovered.labels(run.saga_name).inc()
+            else:
+                metrics.started.labels(run.saga_name).inc()
+            metrics.in_flight.labels(run.saga_name).inc()
+        if run.resumed:
+            log.warning(
+                "saga %s resumed by recovery",
+                run.saga_name,
+                extra={"event": "saga.recovered", "saga.origin_traceparent": run.origin_traceparent},
+            )
+        else:
+            log.info("saga %s started", run.saga_name, extra={"event": "saga.started"})
 
     def traceparent(self) -> str | None:
         return traceparent_of(self.span.get_span_context())
@@ -101,7 +124,7 @@ class _Saga:
             bind_log_fields(ChainMap({"saga.step": step}, self.fields)),
         ):
             scope = _Step(span)
-            log.info("step %s started", step, extra={"event": "saga.step.started", "saga.step.index": index})
+            log.debug("step %s started", step, extra={"event": "saga.step.started", "saga.step.index": index})
             start = time.perf_counter()
             try:
                 yield scope
@@ -109,23 +132,28 @@ class _Saga:
                 scope.failed(str(exc) or type(exc).__name__, exc)
                 raise
             finally:
-                elapsed = time.perf_counter() - start
-                result = RESULT_SUCCESS if scope.failure is None else RESULT_FAILURE
-                metrics = self.observer.metrics
-                if metrics is not None:
-                    metrics.step_duration.labels(run.saga_name, step, result).observe(
-                        elapsed, exemplar=trace_exemplar()
-                    )
-                extra: dict[str, Any] = {"saga.step.index": index, "duration_ms": round(elapsed * 1000, 3)}
-                if scope.failure is None:
-                    log.info("step %s completed", step, extra={"event": "saga.step.completed", **extra})
-                else:
-                    log.warning(
-                        "step %s failed: %s",
-                        step,
-                        scope.failure,
-                        extra={"event": "saga.step.failed", "reason": scope.failure, **extra},
-                    )
+                if self.begun:
+                    self._step_finished(step, index, scope, time.perf_counter() - start)
+
+    def _step_finished(self, step: str, index: int, scope: _Step, elapsed: float) -> None:
+        """The step's metric and log event (a saga that never started has neither)."""
+        run = self.run
+        result = RESULT_SUCCESS if scope.failure is None else RESULT_FAILURE
+        metrics = self.observer.metrics
+        if metrics is not None:
+            metrics.step_duration.labels(run.saga_name, step, result).observe(
+                elapsed, exemplar=trace_exemplar()
+            )
+        extra: dict[str, Any] = {"saga.step.index": index, "duration_ms": round(elapsed * 1000, 3)}
+        if scope.failure is None:
+            log.info("step %s completed", step, extra={"event": "saga.step.completed", **extra})
+        else:
+            log.warning(
+                "step %s failed: %s",
+                step,
+                scope.failure,
+                extra={"event": "saga.step.failed", "reason": scope.failure, **extra},
+            )
 
     @contextmanager
     def compensation(
@@ -190,7 +218,7 @@ class _Saga:
         if self.outcome is not None:
             return
         self.outcome = outcome
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.started_at
         self.span.set_attribute("saga.outcome", outcome)
         if reason:
             self.span.add_event("saga.finished", {"saga.outcome": outcome, "reason": reason})
@@ -250,32 +278,21 @@ class TelemetrySagaObserver:
             bind_log_fields(fields),
         ):
             scope = _Saga(self, run, span, fields)
-            metrics = self.metrics
-            if metrics is not None:
-                if run.resumed:
-                    metrics.recovered.labels(run.saga_name).inc()
-                else:
-                    metrics.started.labels(run.saga_name).inc()
-                metrics.in_flight.labels(run.saga_name).inc()
-            if run.resumed:
-                log.warning(
-                    "saga %s resumed by recovery",
-                    run.saga_name,
-                    extra={"event": "saga.recovered", "saga.origin_traceparent": run.origin_traceparent},
-                )
-            else:
-                log.info("saga %s started", run.saga_name, extra={"event": "saga.started"})
             try:
                 yield scope
             except BaseException as exc:
                 if scope.outcome is None:
-                    # Left unfinished (crash, cancellation, executor bug): recovery picks it up.
                     span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
                     span.record_exception(exc)
-                    log.warning(
-                        "saga %s interrupted: %r", run.saga_name, exc, extra={"event": "saga.interrupted"}
-                    )
+                    if scope.begun:
+                        # Left unfinished (crash, cancellation, executor bug): recovery picks it up.
+                        log.warning(
+                            "saga %s interrupted: %r", run.saga_name, exc, extra={"event": "saga.interrupted"}
+                        )
                 raise
             finally:
-                if metrics is not None:
-                    metrics.in_flight.labels(run.saga_name).dec()
+                if not scope.begun:
+                    # Nothing was written (a taken idempotency key, or the first write failed).
+                    span.set_attribute("saga.started", False)
+                elif self.metrics is not None:
+                    self.metrics.in_flight.labels(run.saga_name).dec()
