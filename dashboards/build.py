@@ -334,6 +334,13 @@ def service_red() -> model.Dashboard:
             [query(f"histogram_quantile(0.95, sum by (le, job, grpc_method) (rate(grpc_client_handling_seconds_bucket{{{JOB}}}[$__rate_interval])))", "p95 {{job}} → {{grpc_method}}")],
             unit="s",
         ), 24),
+        Cell(series(
+            "Login attempts throttled per minute by reason",
+            [query("sum by (reason) (rate(identity_login_throttled_total[$__rate_interval])) * 60", "{{reason}}")],
+            unit="short",
+            min_=0,
+            description="identity-service refusing logins (RESOURCE_EXHAUSTED / HTTP 429): per username, per client address, or no free password-hashing slot. Alert: LoginThrottlingHigh.",
+        ), 24),
     ]
     return board(
         "service-red",

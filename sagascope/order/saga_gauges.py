@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sagascope.common.background import BackgroundTask
 from sagascope.common.saga.store import UNFINISHED, saga_instances
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class SagaLogGauges(Collector):
         self._clock = clock
         self._groups: list[StepGroup] = []
         self._refreshed_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("saga-log-gauges")
 
     async def refresh(self) -> None:
         now = self._clock()
@@ -125,16 +126,10 @@ class SagaLogGauges(Collector):
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="saga-log-gauges")
+        self._background.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._background.stop()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self._clock()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sagascope.local.services import LocalStack, Ports
@@ -28,6 +30,30 @@ def _port_env(ports: Ports) -> dict[str, str]:
     }
 
 
+@contextlib.asynccontextmanager
+async def sagascope_up(env: dict[str, str], cwd: Path) -> AsyncIterator[list[str]]:
+    """`sagascope up` as a subprocess, until it says it is ready; then Ctrl-C. Yields its output so
+    far; on exit the rest is appended, and exit status 0 (a clean drain) is asserted."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sagascope.cli.main", "up",
+        env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(UP_TIMEOUT_SECONDS):
+            while not any("Ctrl-C stops everything" in line for line in output):
+                line = (await process.stdout.readline()).decode()
+                assert line, "sagascope up exited early:\n" + "".join(output)
+                output.append(line)
+        yield output
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 60)
+        output.append(rest.decode())
+    assert process.returncode == 0, "".join(output)
+
+
 async def test_up_with_an_external_mongo_says_so_and_starts_no_nx27017(tmp_path: Path) -> None:
     """Defect 9: with PAYMENT_MONGO_URL set, no "embedded ... nx-27017" claim and no nx-27017 process."""
     async with running_nx27017(tmp_path / "external-mongo") as mongo_url:
@@ -40,24 +66,9 @@ async def test_up_with_an_external_mongo_says_so_and_starts_no_nx27017(tmp_path:
             "SAGASCOPE_TELEMETRY": "off",
         }
         env.pop("ORDER_DATABASE_URL", None)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sagascope.cli.main", "up",
-            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        assert process.stdout is not None
-        output: list[str] = []
-        try:
-            async with asyncio.timeout(UP_TIMEOUT_SECONDS):
-                while not any("Ctrl-C stops everything" in line for line in output):
-                    line = (await process.stdout.readline()).decode()
-                    assert line, "sagascope up exited early:\n" + "".join(output)
-                    output.append(line)
-        finally:
-            process.send_signal(signal.SIGINT)
-            rest, _ = await asyncio.wait_for(process.communicate(), 60)
-            output.append(rest.decode())
+        async with sagascope_up(env, tmp_path) as output:
+            pass
         text = "".join(output)
-        assert process.returncode == 0, text
         assert "embedded: SQLite + nx-27017" not in text
         assert f"payments on MongoDB {mongo_url} (PAYMENT_MONGO_URL; no nx-27017 started)" in text
         assert "(external; no nx-27017 started)" in text
@@ -98,18 +109,7 @@ async def test_up_with_mutual_tls_from_sagascope_certs(tmp_path: Path) -> None:
            "SAGASCOPE_TELEMETRY": "off"}  # fmt: skip
     for key in ("ORDER_DATABASE_URL", "PAYMENT_MONGO_URL"):
         env.pop(key, None)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sagascope.cli.main", "up",
-        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(UP_TIMEOUT_SECONDS):
-            while not any("Ctrl-C stops everything" in line for line in output):
-                line = (await process.stdout.readline()).decode()
-                assert line, "sagascope up exited early:\n" + "".join(output)
-                output.append(line)
+    async with sagascope_up(env, tmp_path):
         order = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sagascope.cli.main", "order",
             "--target", f"127.0.0.1:{ports.order_grpc}", "--identity", f"127.0.0.1:{ports.identity_grpc}",
@@ -125,8 +125,3 @@ async def test_up_with_mutual_tls_from_sagascope_certs(tmp_path: Path) -> None:
         )  # fmt: skip
         await asyncio.wait_for(refused.communicate(), 60)
         assert refused.returncode != 0
-    finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = await asyncio.wait_for(process.communicate(), 60)
-        output.append(rest.decode())
-    assert process.returncode == 0, "".join(output)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from sagascope.common.background import BackgroundTask
 from sagascope.common.saga.executor import SagaExecutor
 from sagascope.common.saga.store import LeaseLost
 
@@ -22,7 +23,7 @@ class RecoveryWorker:
         self.executor = executor
         self.interval_seconds = interval_seconds
         self.batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("saga-recovery")
 
     async def run_once(self) -> int:
         """Resume every due saga once; returns how many were resumed."""
@@ -49,13 +50,7 @@ class RecoveryWorker:
             await asyncio.sleep(self.interval_seconds)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="saga-recovery")
+        self._background.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._background.stop()
