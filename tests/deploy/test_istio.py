@@ -1,0 +1,159 @@
+"""components/istio: istioctl validates and analyses it with zero errors, and its policies say
+what the README says — by ServiceAccount, by gRPC method, retries in one place only."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.cluster import Tools
+from tests.deploy.flows import flows
+from tests.deploy.render import APP, K8S, NAMESPACE, Rendering
+
+ISTIO_OVERLAYS = ["dev-istio", "production-istio"]
+# Istio's ingress gateway, installed by Istio's chart into this namespace (README).
+GATEWAY_SA = "istio-ingressgateway"
+
+
+@pytest.fixture(params=ISTIO_OVERLAYS)
+def rendering(request: pytest.FixtureRequest, renderings: dict[str, Rendering]) -> Rendering:
+    return renderings[request.param]
+
+
+def write(rendering: Rendering, tmp_path: Path) -> Path:
+    path = tmp_path / f"{rendering.overlay}.yaml"
+    path.write_text(rendering.text)
+    return path
+
+
+def test_istioctl_validate_accepts_the_rendering(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(tools.istioctl), "validate", "-f", str(write(rendering, tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Error" not in proc.stdout + proc.stderr
+
+
+def test_istioctl_analyze_finds_nothing(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(tools.istioctl), "analyze", "--use-kube=false", "-n", NAMESPACE, str(write(rendering, tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    output = proc.stdout + proc.stderr
+    print(output)
+    findings = [line for line in output.splitlines() if line.startswith(("Error", "Warning"))]
+    assert not findings, output
+
+
+def test_install_config_validates(tools: Tools) -> None:
+    proc = subprocess.run(
+        [str(tools.istioctl), "validate", "-f", str(K8S / "istio" / "install.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def principals(rendering: Rendering) -> dict[str, set[str]]:
+    """AuthorizationPolicy name -> the principals its rules name."""
+    found: dict[str, set[str]] = {}
+    for policy in rendering.of_kind("AuthorizationPolicy"):
+        for rule in policy["spec"].get("rules", []):
+            for src in rule.get("from", []):
+                found.setdefault(policy["metadata"]["name"], set()).update(src["source"].get("principals", []))
+    return found
+
+
+def test_principals_are_real_service_accounts(rendering: Rendering) -> None:
+    accounts = {sa["metadata"]["name"] for sa in rendering.of_kind("ServiceAccount")} | {GATEWAY_SA}
+    for name, named in principals(rendering).items():
+        for principal in named:
+            prefix = f"cluster.local/ns/{NAMESPACE}/sa/"
+            assert principal.startswith(prefix), f"{name}: {principal}"
+            assert principal.removeprefix(prefix) in accounts, f"{name}: no ServiceAccount for {principal}"
+
+
+def test_only_order_may_call_payment_methods(rendering: Rendering) -> None:
+    policies = [
+        p
+        for p in rendering.of_kind("AuthorizationPolicy")
+        if p["spec"].get("selector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "payment"
+    ]
+    assert policies and all(p["spec"].get("action", "ALLOW") == "ALLOW" for p in policies)
+    method_rules = [
+        rule
+        for p in policies
+        for rule in p["spec"]["rules"]
+        if any(
+            path.startswith("/sagascope.payments.v1.PaymentService/")
+            for to in rule.get("to", [])
+            for path in to["operation"].get("paths", [])
+        )
+    ]
+    assert method_rules
+    for rule in method_rules:
+        assert [s["source"]["principals"] for s in rule["from"]] == [[f"cluster.local/ns/{NAMESPACE}/sa/order"]]
+    payment_proto = (K8S.parents[1] / "protos/sagascope/payments/v1/payments.proto").read_text()
+    for rule in method_rules:
+        for to in rule["to"]:
+            for path in to["operation"]["paths"]:
+                assert f"rpc {path.rsplit('/', 1)[1]}(" in payment_proto, path
+
+
+def test_every_service_has_mutual_tls_and_limits(rendering: Rendering) -> None:
+    rules = {d["spec"]["host"]: d["spec"]["trafficPolicy"] for d in rendering.of_kind("DestinationRule")}
+    for name in [*APP, "otel-collector"]:
+        policy = rules[f"{name}.{NAMESPACE}.svc.cluster.local"]
+        assert policy["tls"]["mode"] == "ISTIO_MUTUAL"
+        assert policy["connectionPool"]["tcp"]["maxConnections"] > 0
+        assert policy["outlierDetection"]["consecutive5xxErrors"] > 0
+    (peer,) = [p for p in rendering.of_kind("PeerAuthentication") if "selector" not in p["spec"]]
+    assert peer["spec"]["mtls"]["mode"] == "STRICT"
+
+
+def test_retries_happen_in_one_place(rendering: Rendering) -> None:
+    """Istio retries twice by default; the app retries payment calls (ORDER_PAYMENT_MAX_ATTEMPTS).
+    Each route to a service either leaves retrying to the app (attempts: 0) or the app gives up
+    its own (ORDER_PAYMENT_MAX_ATTEMPTS=1)."""
+    (order_config,) = [c for c in rendering.of_kind("ConfigMap") if c["metadata"]["name"] == "order-config"]
+    app_attempts = int(order_config["data"]["ORDER_PAYMENT_MAX_ATTEMPTS"])
+    routed = set()
+    for vs in rendering.of_kind("VirtualService"):
+        for route in vs["spec"]["http"]:
+            mesh_attempts = route.get("retries", {}).get("attempts")
+            assert mesh_attempts is not None, f"{vs['metadata']['name']}: Istio's default retries would apply"
+            for dest in route["route"]:
+                routed.add(dest["destination"]["host"])
+                if dest["destination"]["host"].startswith("payment."):
+                    assert mesh_attempts == 0 or app_attempts == 1, "retries multiply"
+    assert {f"{n}.{NAMESPACE}.svc.cluster.local" for n in APP} <= routed
+
+
+def test_sidecars_reach_what_their_workload_calls(renderings: dict[str, Rendering]) -> None:
+    rendering = renderings["dev-istio"]
+    calls = flows(rendering)
+    for sidecar in rendering.of_kind("Sidecar"):
+        app = sidecar["spec"]["workloadSelector"]["labels"]["app.kubernetes.io/name"]
+        hosts = {h.removeprefix("./") for e in sidecar["spec"]["egress"] for h in e["hosts"]}
+        needed = {f"{callee}.{NAMESPACE}.svc.cluster.local" for caller, callee, _ in calls if caller == app}
+        assert needed <= hosts, f"{app}: sidecar misses {needed - hosts}"
+        extra = {h for h in hosts if h.endswith(f".{NAMESPACE}.svc.cluster.local")} - needed
+        assert not extra, f"{app}: sidecar reaches what it never calls: {extra}"
+        assert sidecar["spec"]["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY"
+
+
+def test_mesh_spans_go_to_our_collector() -> None:
+    telemetry = yaml.safe_load((K8S / "components/istio/telemetry.yaml").read_text())
+    install = yaml.safe_load((K8S / "istio/install.yaml").read_text())
+    (provider,) = [p["name"] for t in telemetry["spec"]["tracing"] for p in t["providers"]]
+    (defined,) = [p for p in install["spec"]["meshConfig"]["extensionProviders"] if p["name"] == provider]
+    assert defined["opentelemetry"] == {"service": f"otel-collector.{NAMESPACE}.svc.cluster.local", "port": 4317}
