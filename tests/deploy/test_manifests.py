@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sagascope.common.server import GrpcServerConfig
 from tests.deploy.render import APP, OVERLAYS, REPO, Rendering, app_name, pod_spec
@@ -177,3 +178,18 @@ def test_dev_secrets_are_the_env_files_dev_values(renderings: dict[str, Renderin
     assert pg == {k: ENV[k] for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")}
     url = base64.b64decode(secrets["order-database"]["data"]["url"]).decode()
     assert url == f"postgresql://{ENV['POSTGRES_USER']}:{ENV['POSTGRES_PASSWORD']}@postgres:5432/{ENV['POSTGRES_DB']}"
+
+
+def test_dev_prometheus_receives_remote_write_like_compose(renderings: dict[str, Rendering]) -> None:
+    """The collector remote-writes every metric (with exemplars): the dev Prometheus runs the
+    receiver and exemplar storage flags compose gives it."""
+    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+    needed = {
+        arg
+        for arg in compose["services"]["prometheus"]["command"]
+        if arg == "--web.enable-remote-write-receiver" or arg.startswith("--enable-feature=")
+    }
+    assert "--web.enable-remote-write-receiver" in needed
+    (prometheus,) = [w for w in renderings["dev"].workloads() if app_name(w) == "prometheus"]
+    (container,) = pod_spec(prometheus)["containers"]
+    assert needed <= set(container["args"]), needed - set(container["args"])

@@ -31,6 +31,7 @@ def test_the_expected_flows_are_found(renderings: dict[str, Rendering]) -> None:
         ("order", "otel-collector", 4317),
         ("payment", "otel-collector", 4317),
         ("identity", "otel-collector", 4317),
+        ("otel-collector", "order", 9102),
     } <= prod
     dev = flows(renderings["dev"])
     assert {
@@ -38,8 +39,11 @@ def test_the_expected_flows_are_found(renderings: dict[str, Rendering]) -> None:
         ("payment", "mongo", 27017),
         ("otel-collector", "jaeger", 4317),
         ("otel-collector", "elasticsearch", 9200),
-        ("prometheus", "order", 9102),
+        ("otel-collector", "prometheus", 9090),
+        ("prometheus", "otel-collector", 8888),
     } <= dev
+    # The collector scrapes the services; Prometheus only receives (remote write).
+    assert not {flow for flow in dev if flow[0] == "prometheus" and flow[1] in {"identity", "order", "payment"}}
 
 
 def test_every_flow_is_allowed_at_both_ends(rendering: Rendering) -> None:

@@ -112,7 +112,9 @@ def test_every_dashboard_and_rule_query_is_found() -> None:
 
 
 def test_committed_dashboards_match_their_code() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "dashboards" / "build.py"), "--check"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "dashboards" / "build.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
