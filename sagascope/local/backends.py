@@ -144,7 +144,10 @@ def render_prometheus_config(source: Path, dest_dir: Path, ports: Ports) -> Path
             raise ValueError(f"{source}: scrape job {name!r} has no local target in {__name__}._SCRAPE_PORTS")
         for static in job.get("static_configs", []):
             static["targets"] = [address(_SCRAPE_PORTS[name](ports))]
-    config["rule_files"] = [str((source.parent / rule).resolve()) for rule in config.get("rule_files", [])]
+    # Patterns (``*.rules.yml``) expanded here, so the rendered file names each rule file it loads.
+    config["rule_files"] = [
+        str(path.resolve()) for rule in config.get("rule_files", []) for path in sorted(source.parent.glob(rule))
+    ]
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / "prometheus.yml"
     header = f"# Rendered from {source} by {__name__} for the local stack. Do not edit.\n"

@@ -157,3 +157,4 @@ def test_the_prometheus_config_is_rendered_with_local_targets(tmp_path: Path) ->
         "prometheus": [PROMETHEUS.web.address],
     }
     assert all(Path(rule).is_file() for rule in rendered["rule_files"])
+    assert {Path(rule).name for rule in rendered["rule_files"]} == {"alerts.rules.yml", "slo.rules.yml"}
