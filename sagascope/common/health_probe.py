@@ -19,6 +19,7 @@ from sagascope.common.tls import TlsSettings, open_channel
 
 
 async def probe(target: str, tls: TlsSettings, timeout: float) -> bool:
+    """Whether the whole server answers SERVING; an RPC failure raises (the callers decide)."""
     async with open_channel(target, tls) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

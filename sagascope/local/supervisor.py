@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sagascope.common.tls import CLIENT_PREFIX, TlsSettings, open_channel
+from sagascope.common.health_probe import probe
+from sagascope.common.tls import CLIENT_PREFIX, TlsSettings
 
 HealthCheck = Callable[[], Awaitable[bool]]
 
@@ -37,14 +37,10 @@ HealthCheck = Callable[[], Awaitable[bool]]
 async def grpc_serving(target: str, timeout: float = 1.0) -> bool:
     """``grpc.health.v1.Health/Check`` for the whole server answers SERVING (over TLS when
     ``SAGASCOPE_TLS_*`` says so, as the CLI calls)."""
-    async with open_channel(target, TlsSettings.from_env(CLIENT_PREFIX)) as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.aio.AioRpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    try:
+        return await probe(target, TlsSettings.from_env(CLIENT_PREFIX), timeout)
+    except grpc.aio.AioRpcError:
+        return False
 
 
 async def tcp_open(host: str, port: int) -> bool:
