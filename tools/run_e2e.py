@@ -108,7 +108,7 @@ async def production_load(stack: LocalStack) -> list[dict[str, str]]:
 
 
 def pytest_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args]
+    return [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *args]
 
 
 async def run() -> int:

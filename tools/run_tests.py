@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,19 +25,36 @@ NO_TESTS_COLLECTED = 5
 LINT_PATHS = ["sagascope", "tools", "tests", "benchmarks", "dashboards", "observability/elk"]
 
 
-def step(name: str, command: list[str]) -> tuple[str, int, float]:
-    print(f"\n=== {name}: {' '.join(command)}", flush=True)
-    started = time.monotonic()
-    code = subprocess.call(command, cwd=REPO)
-    if code == NO_TESTS_COLLECTED:
-        print(f"=== {name}: pytest collected no tests — treated as a failure", flush=True)
-    return name, code, time.monotonic() - started
+def failed_tests(junit: Path) -> list[str]:
+    """The node ids that failed or errored, from pytest's JUnit XML (empty when there is none)."""
+    try:
+        root = ET.parse(junit).getroot()
+    except (OSError, ET.ParseError):
+        return []
+    failed = []
+    for case in root.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    return failed
+
+
+def step(name: str, command: list[str]) -> tuple[str, int, float, list[str]]:
+    with tempfile.TemporaryDirectory(prefix="sagascope-tier-") as scratch:
+        junit = Path(scratch) / "junit.xml"
+        if command[1:3] == ["-m", "pytest"]:
+            command = [*command, f"--junitxml={junit}"]
+        print(f"\n=== {name}: {' '.join(command)}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call(command, cwd=REPO)
+        if code == NO_TESTS_COLLECTED:
+            print(f"=== {name}: pytest collected no tests — treated as a failure", flush=True)
+        return name, code, time.monotonic() - started, failed_tests(junit)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every tier, or only those named (``lint``, ``types``, ``unit``, ...)."""
     only = set(sys.argv[1:] if argv is None else argv)
-    pytest = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"]
+    pytest = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"]
     tiers = [
         ("lint", [str(BIN / "ruff"), "check", *LINT_PATHS]),
         ("types", [str(BIN / "mypy")]),
@@ -52,12 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = [step(name, command) for name, command in tiers if not only or name in only]
     print("\n=== summary")
-    for name, code, seconds in results:
+    for name, code, seconds, failed in results:
         verdict = (
             "passed" if code == 0 else ("NO TESTS" if code == NO_TESTS_COLLECTED else f"FAILED ({code})")
         )
         print(f"  {name:<14} {verdict:<12} {seconds:6.1f}s")
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+        # Named again here, at the end, so a log cut to its tail still says what failed.
+        for node in failed:
+            print(f"      failed: {node}")
+    return 0 if all(code == 0 for _, code, _, _ in results) else 1
 
 
 if __name__ == "__main__":
