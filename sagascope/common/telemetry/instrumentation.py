@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.trace import TracerProvider
 
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
@@ -33,9 +33,35 @@ EXCLUDED_SERVICES = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
 CallFilter = Callable[[Any], bool]
 
 # Health checks and reflection: polled every few seconds, they would drown the traces.
-is_infrastructure_call: CallFilter = filters.any_of(
-    filters.health_check(), filters.service_prefix("grpc.reflection.")
-)
+INFRASTRUCTURE_PREFIXES = ("grpc.health.v1.Health", "grpc.reflection.")
+
+
+def service_of(details: Any) -> str:
+    """The service part of a call's ``/package.Service/Method`` (server or client call details)."""
+    method = getattr(details, "method", None) or getattr(details, "full_method", "")
+    if isinstance(method, bytes):  # grpc.aio client call details carry bytes (grpc/grpc#31092)
+        method = method.decode()
+    return str(method).lstrip("/").rpartition("/")[0]
+
+
+class UntracedCalls:
+    """A call filter: true for health, reflection and the named services.
+
+    The same rules as upstream's ``filters.any_of(health_check(), service_prefix(...),
+    service_name(...))``, in one string test: those composed filters run on every call, and each
+    one resolves the method with isinstance checks against runtime protocols (~2 % of the order
+    service's CPU under load).
+    """
+
+    def __init__(self, excluded_services: frozenset[str] = frozenset()) -> None:
+        self.excluded_services = excluded_services
+
+    def __call__(self, details: Any) -> bool:
+        service = service_of(details)
+        return service.startswith(INFRASTRUCTURE_PREFIXES) or service in self.excluded_services
+
+
+is_infrastructure_call: CallFilter = UntracedCalls()
 
 
 def default_semconv_opt_in() -> None:
@@ -49,10 +75,10 @@ def default_semconv_opt_in() -> None:
 def traced_call_filter() -> CallFilter:
     """Which calls get a span: not health/reflection, nor a service in
     ``OTEL_PYTHON_GRPC_EXCLUDED_SERVICES`` (the factories do not read that variable themselves,
-    only the global instrumentors do; it is applied here the same way, with upstream's filters)."""
-    excluded = [name.strip() for name in os.environ.get(EXCLUDED_SERVICES, "").split(",") if name.strip()]
-    untraced = filters.any_of(is_infrastructure_call, *(filters.service_name(name) for name in excluded))
-    return filters.negate(untraced)
+    only the global instrumentors do; it is applied here with the same rules as upstream's filters)."""
+    excluded = frozenset(name.strip() for name in os.environ.get(EXCLUDED_SERVICES, "").split(",") if name.strip())
+    untraced = UntracedCalls(excluded)
+    return lambda details: not untraced(details)
 
 
 def grpc_server_span_interceptor(tracer_provider: TracerProvider) -> grpc.aio.ServerInterceptor:

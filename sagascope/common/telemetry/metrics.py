@@ -14,8 +14,9 @@ count things have no Prometheus unit suffix — the contract's names
 
 from __future__ import annotations
 
+import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry import trace
@@ -48,6 +49,24 @@ def trace_exemplar(span: trace.Span | None = None) -> dict[str, str] | None:
     return {"trace_id": format(context.trace_id, "032x")}
 
 
+# The label sets on the hot path are few and fixed (saga x step x result, service x method x code).
+LABELLED_CHILDREN_CACHED = 1024
+
+
+def memoize_labels(instruments: object) -> None:
+    """Give every instrument of a metrics dataclass a memoised ``labels()``.
+
+    prometheus_client validates and stringifies the values and takes a lock on every ``labels()``
+    call; the child for a label set never changes while the metric lives (nothing here calls
+    ``remove()``/``clear()`` on these), so each set is looked up once (~1 % of the order service's
+    CPU under load otherwise).
+    """
+    for item in fields(instruments):  # type: ignore[arg-type]
+        metric = getattr(instruments, item.name)
+        if metric._labelnames:
+            object.__setattr__(metric, "labels", functools.lru_cache(LABELLED_CHILDREN_CACHED)(metric.labels))
+
+
 @dataclass(frozen=True)
 class SagaMetrics:
     started: Counter
@@ -57,6 +76,9 @@ class SagaMetrics:
     compensations: Counter
     in_flight: Gauge
     recovered: Counter
+
+    def __post_init__(self) -> None:
+        memoize_labels(self)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SagaMetrics:
@@ -114,6 +136,9 @@ class RpcMetrics:
     started: Counter
     handled: Counter
     handling: Histogram
+
+    def __post_init__(self) -> None:
+        memoize_labels(self)
 
     @classmethod
     def create(cls, registry: CollectorRegistry, side: str) -> RpcMetrics:
