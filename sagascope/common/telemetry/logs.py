@@ -224,6 +224,14 @@ class OtlpLogHandler(logging.Handler):
         # Export only records outside any trace or inside a sampled one (SAGASCOPE_LOG_EXPORT=sampled),
         # so head sampling thins the exported logs as it thins the spans.
         self.sampled_only = sampled_only
+        # The SDK's get_logger takes two locks a call; the loggers of a process are few.
+        self._loggers: dict[str, Any] = {}
+
+    def _logger(self, name: str) -> Any:
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._loggers[name] = self.provider.get_logger(name)
+        return logger
 
     def emit(self, record: logging.LogRecord) -> None:
         # The exporters' own complaints must not feed back into the exporter.
@@ -250,7 +258,7 @@ class OtlpLogHandler(logging.Handler):
                 attributes.update(redact_mapping(exception))
             number, text = _severity(record.levelno)
             event = record.__dict__.get("event")
-            self.provider.get_logger(record.name).emit(
+            self._logger(record.name).emit(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),
                 context=context.get_current(),
