@@ -27,9 +27,15 @@ def wrap_unary(handler: grpc.RpcMethodHandler | None, wrap: Callable[[UnaryBehav
     )
 
 
-def split_method(full_method: str) -> tuple[str, str]:
-    """``/sagascope.orders.v1.OrderService/CreateOrder`` -> (service, method)."""
-    _, service, method = full_method.split("/", 2)
+def split_method(full_method: str | bytes) -> tuple[str, str]:
+    """``/sagascope.orders.v1.OrderService/CreateOrder`` -> (service, method); ``("unknown", text)``
+    for a name of another shape. grpc.aio hands client interceptors bytes (grpc/grpc#31092)."""
+    if isinstance(full_method, bytes):
+        full_method = full_method.decode()
+    try:
+        _, service, method = full_method.split("/", 2)
+    except ValueError:
+        return "unknown", full_method
     return service, method
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -24,21 +25,12 @@ from opentelemetry import trace
 
 from sagascope.common import correlation
 from sagascope.common.interceptors import UnaryBehavior, split_method, wrap_unary
-from sagascope.common.telemetry.instrumentation import CallFilter, is_infrastructure_call
+from sagascope.common.telemetry.instrumentation import is_infrastructure_service
 from sagascope.common.telemetry.metrics import RpcMetrics, trace_exemplar
 
 log = logging.getLogger("sagascope.grpc")
 
 UNARY = "unary"
-
-
-def _split(method: str | bytes) -> tuple[str, str]:
-    if isinstance(method, bytes):  # grpc/grpc#31092
-        method = method.decode()
-    try:
-        return split_method(method)
-    except ValueError:
-        return "unknown", method
 
 
 def status_code(value: Any) -> grpc.StatusCode:
@@ -58,7 +50,10 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
     access log line. Must come after upstream's span interceptor in the chain."""
 
     def __init__(
-        self, metrics: RpcMetrics | None, access_log: bool = True, quiet: CallFilter = is_infrastructure_call
+        self,
+        metrics: RpcMetrics | None,
+        access_log: bool = True,
+        quiet: Callable[[str], bool] = is_infrastructure_service,
     ) -> None:
         self.metrics = metrics
         self.access_log = access_log
@@ -66,9 +61,9 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)
-        service, method = _split(handler_call_details.method)
+        service, method = split_method(handler_call_details.method)
         metrics = self.metrics
-        access_log = self.access_log and not self.quiet(handler_call_details)
+        access_log = self.access_log and not self.quiet(service)
 
         def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
             async def observed(request, servicer_context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
@@ -132,7 +127,7 @@ class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         self.metrics = metrics
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        service, method = _split(client_call_details.method)
+        service, method = split_method(client_call_details.method)
         metrics = self.metrics
         metrics.started.labels(UNARY, service, method).inc()
         start = time.perf_counter()

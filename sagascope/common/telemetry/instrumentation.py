@@ -23,6 +23,8 @@ import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.trace import TracerProvider
 
+from sagascope.common.interceptors import split_method
+
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 # The stable database and HTTP conventions (db.system.name, db.namespace, db.query.text,
 # server.address, http.request.method, ...) instead of the pre-1.26 names the instrumentations
@@ -38,10 +40,11 @@ INFRASTRUCTURE_PREFIXES = ("grpc.health.v1.Health", "grpc.reflection.")
 
 def service_of(details: Any) -> str:
     """The service part of a call's ``/package.Service/Method`` (server or client call details)."""
-    method = getattr(details, "method", None) or getattr(details, "full_method", "")
-    if isinstance(method, bytes):  # grpc.aio client call details carry bytes (grpc/grpc#31092)
-        method = method.decode()
-    return str(method).lstrip("/").rpartition("/")[0]
+    return split_method(details.method)[0]
+
+
+def is_infrastructure_service(service: str) -> bool:
+    return service.startswith(INFRASTRUCTURE_PREFIXES)
 
 
 class UntracedCalls:
@@ -58,10 +61,7 @@ class UntracedCalls:
 
     def __call__(self, details: Any) -> bool:
         service = service_of(details)
-        return service.startswith(INFRASTRUCTURE_PREFIXES) or service in self.excluded_services
-
-
-is_infrastructure_call: CallFilter = UntracedCalls()
+        return is_infrastructure_service(service) or service in self.excluded_services
 
 
 def default_semconv_opt_in() -> None:
