@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from opentelemetry import baggage, context, trace
+from opentelemetry._logs import Logger as APILogger
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -225,9 +226,9 @@ class OtlpLogHandler(logging.Handler):
         # so head sampling thins the exported logs as it thins the spans.
         self.sampled_only = sampled_only
         # The SDK's get_logger takes two locks a call; the loggers of a process are few.
-        self._loggers: dict[str, Any] = {}
+        self._loggers: dict[str, APILogger] = {}
 
-    def _logger(self, name: str) -> Any:
+    def _logger(self, name: str) -> APILogger:
         logger = self._loggers.get(name)
         if logger is None:
             logger = self._loggers[name] = self.provider.get_logger(name)

@@ -63,8 +63,7 @@ def memoize_labels(instruments: object) -> None:
     """
     for item in fields(instruments):  # type: ignore[arg-type]
         metric = getattr(instruments, item.name)
-        if metric._labelnames:
-            object.__setattr__(metric, "labels", functools.lru_cache(LABELLED_CHILDREN_CACHED)(metric.labels))
+        metric.labels = functools.lru_cache(LABELLED_CHILDREN_CACHED)(metric.labels)
 
 
 @dataclass(frozen=True)
