@@ -61,3 +61,11 @@ def env_bool(name: str, default: bool) -> bool:
 def deployment_environment() -> str:
     """``SAGASCOPE_ENV``: development (default) or anything else, which refuses dev secrets."""
     return env_str("SAGASCOPE_ENV", "development")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``, case and surrounding blanks aside."""
+    value = env_str(name, default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+    return value

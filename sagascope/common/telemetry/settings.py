@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_str
+from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_choice, env_str
 
 TELEMETRY_SWITCH = "SAGASCOPE_TELEMETRY"
 TELEMETRY_DIR = "SAGASCOPE_TELEMETRY_DIR"
@@ -54,12 +54,8 @@ class TelemetrySettings:
         level = env_str(LOG_LEVEL, "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"{LOG_LEVEL} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
-        log_export = env_str(LOG_EXPORT, "all").strip().lower()
-        if log_export not in _LOG_EXPORT_CHOICES:
-            raise ConfigError(f"{LOG_EXPORT} must be one of {_LOG_EXPORT_CHOICES}, got {log_export!r}")
-        log_path = env_str(LOG_PATH, "otlp").strip().lower()
-        if log_path not in _LOG_PATH_CHOICES:
-            raise ConfigError(f"{LOG_PATH} must be one of {_LOG_PATH_CHOICES}, got {log_path!r}")
+        log_export = env_choice(LOG_EXPORT, "all", _LOG_EXPORT_CHOICES)
+        log_path = env_choice(LOG_PATH, "otlp", _LOG_PATH_CHOICES)
         log_file = env_str(LOG_FILE, "").strip()
         return cls(
             enabled=enabled,
