@@ -15,6 +15,7 @@ from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVeri
 from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
 from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
 from sagascope.common.saga.executor import SagaExecutor
+from sagascope.common.saga.gauges import register_saga_log_gauges
 from sagascope.common.saga.recovery import RecoveryWorker
 from sagascope.common.saga.store import SagaStore
 from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
@@ -25,7 +26,6 @@ from sagascope.order.orders import OrderBook
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.repository import OrderReader
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
-from sagascope.order.saga_gauges import register_saga_log_gauges
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
 

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from sagascope.common.saga.gauges import register_saga_log_gauges
 from sagascope.common.saga.store import SAGA_METADATA, saga_instances
-from sagascope.order.saga_gauges import register_saga_log_gauges
 
 STEPS = {"CreateOrder": ["reserve", "charge", "confirm"]}
 
