@@ -7,7 +7,6 @@ compare-and-set on the lease, so several replicas can run this loop at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -38,19 +37,16 @@ class RecoveryWorker:
                 log.exception("saga %s: recovery attempt failed", record.id)
         return len(records)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                while await self.run_once() >= self.batch_size:
-                    pass  # a backlog: keep draining before sleeping
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("recovery pass failed; retrying in %.1fs", self.interval_seconds)
-            await asyncio.sleep(self.interval_seconds)
+    async def _drain(self) -> None:
+        while await self.run_once() >= self.batch_size:
+            pass  # a backlog: keep draining before sleeping
 
     def start(self) -> None:
-        self._background.start(self._loop())
+        self._background.start_every(
+            self.interval_seconds,
+            self._drain,
+            lambda: log.exception("recovery pass failed; retrying in %.1fs", self.interval_seconds),
+        )
 
     async def stop(self) -> None:
         await self._background.stop()
