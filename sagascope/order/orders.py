@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sagascope.common.auth import Principal
 from sagascope.common.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable
-from sagascope.common.saga.executor import PENDING_MARK, SagaExecutor
+from sagascope.common.saga.executor import SagaExecutor, split_failure
 from sagascope.common.saga.store import FailureKind, SagaRecord, SagaStatus
 from sagascope.order.repository import Item, OrderReader, OrderRow, now
 from sagascope.order.saga import CANCELLED, COMPLETED, FAILED, PENDING, OrderSagaState
@@ -79,7 +79,7 @@ def _raise_if_unavailable(order: OrderRow, record: SagaRecord) -> None:
         if order.status == FAILED
         else f"order {order.id} was cancelled and nothing stays charged"
     )
-    cause = record.failure_reason.split(PENDING_MARK, 1)[-1]
+    _, cause = split_failure(record.failure_reason)
     raise Unavailable(f"{cause}; {outcome}; retry with a new idempotency_key")
 
 

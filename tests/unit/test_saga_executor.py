@@ -317,7 +317,7 @@ async def test_two_orchestrators_never_drive_the_same_saga(sessions):
     assert [r.id for r in claimed] == ["s8"]
     assert await a.store.claim_due(10) == []  # b holds it now
     with pytest.raises(LeaseLost):
-        await a.store.save(record)  # a's late write is fenced off
+        await a.store.write(record)  # a's late write is fenced off
 
 
 async def test_a_taken_claim_starts_no_saga_and_writes_nothing(sessions):

@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 # Joins why the saga compensates and why its compensation is stuck, in failure_reason.
 PENDING_MARK = "; compensation pending: "
 
+
+def split_failure(failure_reason: str) -> tuple[str, str]:
+    """(why the saga compensates, the latest cause): the part after PENDING_MARK when a
+    compensation is stuck, else the reason itself."""
+    original, mark, pending = failure_reason.partition(PENDING_MARK)
+    return original, pending if mark else original
+
 # Backoff for retrying a stuck compensation: 1 s, 2 s, 4 s ... capped.
 STUCK_RETRY_MAX_S = 60.0
 
@@ -136,7 +143,7 @@ class SagaExecutor(Generic[S]):
             record.unsaved = False
 
     async def _forward(
-        self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None = None
+        self, record: SagaRecord, state: S, scope: SagaScope, in_doubt: int | None
     ) -> StepScope | None:
         steps = self.definition.steps
         while record.step_index < len(steps):
@@ -170,7 +177,6 @@ class SagaExecutor(Generic[S]):
                 except Exception as exc:
                     reason, maybe_applied, kind = _classify(step.name, exc)
                     step_scope.failed(reason, exc)
-                    record.last_error = exc
                     remote = not isinstance(step, LocalStep)
                     maybe_applied = maybe_applied or index == in_doubt
                     # A remote call whose effect is unknown is compensated too (by idempotency key).
@@ -234,9 +240,8 @@ class SagaExecutor(Generic[S]):
                 except Exception as exc:
                     reason, _, kind = _classify(f"compensate {step.name}", exc)
                     comp_scope.failed(reason, exc)
-                    record.last_error = exc
                     record.failure_kind = kind
-                    original = record.failure_reason.split(PENDING_MARK, 1)[0]
+                    original, _ = split_failure(record.failure_reason)
                     await self._park(record, state, f"{original}{PENDING_MARK}{reason}")
                     return
 

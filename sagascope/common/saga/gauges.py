@@ -20,7 +20,6 @@ Metrics (labels ``saga``, ``status`` = RUNNING | COMPENSATING | FAILED, ``step``
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,11 +28,11 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.background import BackgroundTask
-from sagascope.common.saga.store import UNFINISHED, saga_instances
+from sagascope.common.saga.store import UNFINISHED, due_clause, saga_instances
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class StepGroup:
 
 def _aggregate(now: float):  # type: ignore[no-untyped-def]
     t = saga_instances.c
-    due = and_(t.lease_expires_at <= now, t.next_attempt_at <= now)
+    due = due_clause(now)
     return (
         select(
             t.name,
@@ -115,18 +114,11 @@ class SagaLogGauges(Collector):
         ]
         self._refreshed_at = now
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database hiccup must not stop the loop; the timestamp goes stale
-                log.warning("saga log gauges: refresh failed", exc_info=True)
-            await asyncio.sleep(self.interval)
-
     def start(self) -> None:
-        self._background.start(self._loop())
+        # A database hiccup must not stop the refreshes; meanwhile the refresh timestamp goes stale.
+        self._background.start_every(
+            self.interval, self.refresh, lambda: log.warning("saga log gauges: refresh failed", exc_info=True)
+        )
 
     async def stop(self) -> None:
         await self._background.stop()

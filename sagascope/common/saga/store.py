@@ -16,6 +16,7 @@ process) the same writes run in one transaction, checked statement by statement.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from sagascope.common.saga.definition import Claim, Write
 
@@ -111,6 +112,12 @@ class SagaStatus(StrEnum):
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
 
 
+def due_clause(now: float) -> ColumnElement[bool]:
+    """An unfinished saga recovery may claim at ``now``: nobody holds its lease, its retry time has
+    come. (Recovery and the saga-log gauges both count by this one condition.)"""
+    return (saga_instances.c.lease_expires_at < now) & (saga_instances.c.next_attempt_at <= now)
+
+
 class FailureKind(StrEnum):
     """What made the saga compensate (or park): decides what its caller is told."""
 
@@ -144,7 +151,6 @@ class SagaRecord:
     next_attempt_at: float = 0.0
     created_at: float = field(default_factory=time.time)
     # In memory only: the exception that made this run compensate or park (for the caller's answer).
-    last_error: BaseException | None = field(default=None, compare=False, repr=False)
     # In memory only: progress (a remote step's result) not written yet; it goes with the next write.
     unsaved: bool = field(default=False, compare=False, repr=False)
 
@@ -268,10 +274,6 @@ class SagaStore:
             for write in rest:
                 await connection.execute(write.statement, write.params)
 
-    async def save(self, record: SagaRecord) -> None:
-        """The saga-log write alone."""
-        await self.write(record)
-
     async def _execute(self, writes: Sequence[Write], guard: tuple[Write, str] | None = None) -> int:
         """PostgreSQL: the writes as ONE autocommit statement (data-modifying CTEs); with a
         ``guard`` (a write that must affect a row, and what it means when it does not) the
@@ -294,11 +296,7 @@ class SagaStore:
     async def claim_due(self, limit: int) -> list[SagaRecord]:
         """Take the lease of unfinished sagas nobody holds and whose retry time has come."""
         now = time.time()
-        due = (
-            (saga_instances.c.status.in_([s.value for s in UNFINISHED]))
-            & (saga_instances.c.lease_expires_at < now)
-            & (saga_instances.c.next_attempt_at <= now)
-        )
+        due = saga_instances.c.status.in_([s.value for s in UNFINISHED]) & due_clause(now)
         async with self._autocommit.connect() as connection:
             ids = (
                 (
@@ -404,19 +402,19 @@ def _plain(write: Write | Claim) -> Write:
     return write
 
 
-_CLAIM_STATEMENTS: dict[tuple[Any, ...], UpdateBase] = {}
+@functools.cache
+def _claim_statement(
+    dialect_insert: Any, table: Table, columns: tuple[str, ...], unique_on: tuple[str, ...]
+) -> UpdateBase:
+    """INSERT … ON CONFLICT (unique_on) DO NOTHING, in the dialect's spelling, built once per
+    table, columns and dialect."""
+    return (  # type: ignore[no-any-return]
+        dialect_insert(table)
+        .values({name: bindparam(f"{name}_") for name in columns})
+        .on_conflict_do_nothing(index_elements=list(unique_on))
+    )
 
 
 def _claim_write(claim: Claim, dialect_insert: Any) -> Write:
-    """INSERT … ON CONFLICT (unique_on) DO NOTHING, in the dialect's spelling, built once per
-    table, columns and dialect."""
-    columns = tuple(claim.values)
-    key = (dialect_insert, claim.table, columns, claim.unique_on)
-    statement = _CLAIM_STATEMENTS.get(key)
-    if statement is None:
-        statement = _CLAIM_STATEMENTS[key] = (
-            dialect_insert(claim.table)
-            .values({name: bindparam(f"{name}_") for name in columns})
-            .on_conflict_do_nothing(index_elements=list(claim.unique_on))
-        )
+    statement = _claim_statement(dialect_insert, claim.table, tuple(claim.values), claim.unique_on)
     return Write(statement, {f"{k}_": v for k, v in claim.values.items()})
