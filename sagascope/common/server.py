@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sagascope.common import correlation
 from sagascope.common.errors import ServiceError
-from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer, wrap_unary
+from sagascope.common.interceptors import UnaryBehavior, UndecodableRequest, tolerant_deserializer
 from sagascope.common.outages import is_backend_outage
 from sagascope.common.reflection import enable_reflection
 from sagascope.common.tls import TlsSettings, server_credentials
@@ -50,47 +50,59 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     requests into INVALID_ARGUMENT, a lost database/MongoDB link into UNAVAILABLE (a WARNING, no
     traceback), and anything else into a generic INTERNAL."""
 
+    def __init__(self) -> None:
+        # Innermost in the chain, so what it wraps is the method's registered handler, the same
+        # object on every call: wrapped once per method, not per call (unknown methods aren't kept).
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is not None and handler.unary_unary is None:
-            return _streaming_with_decode_guard(handler, method)
-        if handler is not None:
-            handler = grpc.unary_unary_rpc_method_handler(
-                handler.unary_unary,
-                request_deserializer=tolerant_deserializer(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._handlers[method] = _mapped_handler(handler, method)
+        return wrapped
 
-        def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
-            async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
-                try:
-                    if isinstance(request, UndecodableRequest):
-                        raise _refuse_undecodable(request, method)
-                    return await behavior(request, context)
-                except ServiceError as exc:
-                    await context.abort(exc.code, exc.message, exc.trailing_metadata())
-                except (grpc.aio.AbortError, asyncio.CancelledError):
-                    raise
-                except Exception as exc:
-                    if is_backend_outage(exc):
-                        log.warning("backend unavailable in %s: %s: %s", method, type(exc).__name__,
-                                    str(exc).splitlines()[0] if str(exc) else "")
-                        await context.abort(
-                            grpc.StatusCode.UNAVAILABLE,
-                            "a backing store is unavailable; retry with the same idempotency key "
-                            f"(correlation id {correlation.current() or '-'})",
-                        )
-                    # The details stay in our log; the caller gets the id to quote.
-                    log.exception("unhandled error in %s", method)
+
+def _mapped_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is None:
+        return _streaming_with_decode_guard(handler, method)
+
+    def wrap(behavior: UnaryBehavior) -> UnaryBehavior:
+        async def mapped(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+            try:
+                if isinstance(request, UndecodableRequest):
+                    raise _refuse_undecodable(request, method)
+                return await behavior(request, context)
+            except ServiceError as exc:
+                await context.abort(exc.code, exc.message, exc.trailing_metadata())
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                if is_backend_outage(exc):
+                    log.warning("backend unavailable in %s: %s: %s", method, type(exc).__name__,
+                                str(exc).splitlines()[0] if str(exc) else "")
                     await context.abort(
-                        grpc.StatusCode.INTERNAL,
-                        f"internal error; quote correlation id {correlation.current() or '-'}",
+                        grpc.StatusCode.UNAVAILABLE,
+                        "a backing store is unavailable; retry with the same idempotency key "
+                        f"(correlation id {correlation.current() or '-'})",
                     )
+                # The details stay in our log; the caller gets the id to quote.
+                log.exception("unhandled error in %s", method)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"internal error; quote correlation id {correlation.current() or '-'}",
+                )
 
-            return mapped
+        return mapped
 
-        return wrap_unary(handler, wrap)
+    return grpc.unary_unary_rpc_method_handler(
+        wrap(handler.unary_unary),
+        request_deserializer=tolerant_deserializer(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _refuse_undecodable(request: UndecodableRequest, method: str) -> ServiceError:
