@@ -7,17 +7,25 @@ campaign cut those links hundreds of times and every one was answered INTERNAL b
 
 from __future__ import annotations
 
-from pymongo.errors import AutoReconnect, ConnectionFailure
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+import sys
 
-_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    OperationalError,  # server gone, restarting, refusing connections; SQLite "database is locked"
-    InterfaceError,  # the driver's connection is closed
-    AutoReconnect,  # pymongo: the MongoDB link broke (NetworkTimeout, NotPrimary ... included)
-    ConnectionFailure,
-    ConnectionError,  # a socket reset/refused below a driver that does not wrap it
-    TimeoutError,
-)
+
+def _outage_types() -> tuple[type[BaseException], ...]:
+    """The outage errors of the drivers this process has loaded. Looked up, not imported: a process
+    that never loaded a driver cannot raise its errors, and identity (no database) or payment (no
+    SQL) must not pay for importing them at start-up. Only called for an exception already raised."""
+    types: list[type[BaseException]] = []
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None:
+        # server gone, restarting, refusing connections; SQLite "database is locked"; the
+        # driver's connection is closed
+        types += [sqlalchemy_errors.OperationalError, sqlalchemy_errors.InterfaceError]
+    pymongo_errors = sys.modules.get("pymongo.errors")
+    if pymongo_errors is not None:
+        # the MongoDB link broke (AutoReconnect, NetworkTimeout, NotPrimary ... are subclasses)
+        types.append(pymongo_errors.ConnectionFailure)
+    # a socket reset/refused below a driver that does not wrap it
+    return (*types, ConnectionError, TimeoutError)
 
 
 # SQLSTATE classes that mean the server, not the statement: 08 connection exception, 57P admin/
@@ -26,14 +34,17 @@ _OUTAGE_SQLSTATES = ("08", "57P")
 
 
 def is_backend_outage(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+    outage_types = _outage_types()
     # The driver's error may arrive bare or wrapped (asyncpg under SQLAlchemy): walk the chain.
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:
             return False
-        if isinstance(seen, _OUTAGE_TYPES):
+        if isinstance(seen, outage_types):
             return True
         sqlstate = getattr(seen, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATES):
