@@ -5,7 +5,7 @@ Servicers and domain code raise these; one server interceptor
 understands, so no servicer needs ``context.abort`` boilerplate. An error may also
 carry machine-readable ``google.rpc`` details (:meth:`ServiceError.status_details`):
 a bad field becomes a ``BadRequest`` field violation, a throttled call a ``RetryInfo``,
-sent in the standard ``grpc-status-details-bin`` trailer (what grpcio-status reads).
+sent in the standard ``grpc-status-details-bin`` trailer, written by grpcio-status.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 RETRY_AFTER_KEY = "retry-after"
 
 
@@ -41,7 +41,7 @@ class ServiceError(Exception):
         details = self.status_details()
         metadata: list[tuple[str, str | bytes]] = list(self.extra_trailing_metadata())
         if details:
-            metadata.append((STATUS_DETAILS_KEY, rich_status(self.code, self.message, details).SerializeToString()))
+            metadata.extend(rpc_status.to_status(rich_status(self.code, self.message, details)).trailing_metadata)
         return tuple(metadata)
 
 
