@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -141,14 +142,15 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies:
 
 
 def grpc_peer_address(peer: str | None) -> str | None:
-    """``ipv4:10.0.0.1:5000`` / ``ipv6:[::1]:5000`` (grpc's peer()) -> the bare IP, or None."""
+    """``ipv4:10.0.0.1:5000`` / ``ipv6:[::1]:5000`` (grpc's peer(), which percent-encodes the
+    brackets: ``ipv6:%5B::1%5D:5000``) -> the bare IP, or None."""
     if not peer:
         return None
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
         return rest.rsplit(":", 1)[0]
     if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]")
+        return urllib.parse.unquote(rest).rsplit(":", 1)[0].strip("[]")
     return kind  # unix sockets and the like: one bucket per kind
 
 

@@ -22,6 +22,12 @@ def test_grpc_peer_address(peer: str | None, expected: str | None) -> None:
     assert grpc_peer_address(peer) == expected
 
 
+def test_grpc_peer_address_reads_grpc_cores_percent_encoded_ipv6() -> None:
+    # What grpc core's peer() really gives for an IPv6 client: the brackets percent-encoded.
+    assert grpc_peer_address("ipv6:%5B::1%5D:5000") == "::1"
+    assert grpc_peer_address("ipv6:%5B2001:db8::7%5D:443") == "2001:db8::7"
+
+
 def test_forwarded_for_counts_only_from_a_trusted_proxy() -> None:
     assert client_address("10.0.0.5", "203.0.113.9", ()) == "10.0.0.5"
     assert client_address("10.0.0.5", "203.0.113.9", ("10.0.0.0/8",)) == "203.0.113.9"
