@@ -29,11 +29,11 @@ from sagascope.cli.client import OrderClient, OrderResult, login, order_request
 from sagascope.cli.gameday_scenarios import Action, Scenario
 from sagascope.cli.logs_view import logs_from_elasticsearch
 from sagascope.cli.trace_view import SpanRow, spans_from_jaeger
+from sagascope.local.backends import REPO_ROOT
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor
 from sagascope.local.topology import address, service_telemetry_environment
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSWERS_DIR = REPO_ROOT / "observability" / "gamedays"
 USER, PASSWORD = "alice", "alice-dev-password"  # the development identity's demo user
 
@@ -282,10 +282,6 @@ def log_events(es_url: str, correlation_id: str) -> list[str]:
 
 def render_tree_summary(spans: Sequence[SpanRow]) -> str:
     return ", ".join(sorted({f"{s.service}:{s.name}[{s.status}]" for s in spans}))
-
-
-def query_url(base: str, path: str, **params: str) -> str:
-    return f"{base.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
 
 
 # --- the command ---------------------------------------------------------------------------------

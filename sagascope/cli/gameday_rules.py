@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sagascope.local.backends import REPO_ROOT
+
 RULES_DIR = REPO_ROOT / "observability" / "prometheus"
 # Keep 5m / factor at least twice the scrape interval (5 s), so the shortest window still holds
 # two samples for rate().
