@@ -191,6 +191,7 @@ class SagaStore:
         # Every write is one statement or (SQLite) one explicit transaction: no implicit BEGIN.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgres = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._postgres else sqlite.insert  # the claim's spelling
         self._plans = _Plans(engine.dialect)
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.owner = owner
@@ -219,24 +220,9 @@ class SagaStore:
         )
         claim = writes[0] if writes and isinstance(writes[0], Claim) else None
         rest = [_plain(w) for w in (writes[1:] if claim else writes)]
-        if self._postgres:
-            if claim is None:
-                await self._execute([*rest, row])
-                return True
-            try:
-                await self._execute([*rest, row], guard=(_claim_write(claim, postgresql.insert), _CLAIMED))
-            except _GuardFailed:
-                return False
-            return True
+        guard = (_claim_write(claim, self._insert), _CLAIMED) if claim is not None else None
         try:
-            async with self.engine.begin() as connection:
-                if claim is not None:
-                    claimed = _claim_write(claim, sqlite.insert)
-                    result = await connection.execute(claimed.statement, claimed.params)
-                    if result.rowcount != 1:  # type: ignore[attr-defined]
-                        raise _GuardFailed(_CLAIMED)  # rolls the transaction back
-                for write in [*rest, row]:
-                    await connection.execute(write.statement, write.params)
+            await self._apply([*rest, row], guard)
         except _GuardFailed:
             return False
         return True
@@ -256,22 +242,28 @@ class SagaStore:
             lease_expires_at_=0.0 if release else now + self.lease_seconds,
             updated_at_=now,
         )
-        saga_row = Write(_WRITE, params)
-        rest = [_plain(w) for w in writes]
+        try:
+            await self._apply([_plain(w) for w in writes], (Write(_WRITE, params), _LEASE))
+        except _GuardFailed:
+            raise _lease_lost(record) from None
+
+    async def _apply(self, writes: Sequence[Write], guard: tuple[Write, str] | None) -> None:
+        """The guard (a write that must affect a row, and what it means when it does not), then the
+        writes, all or nothing: :class:`_GuardFailed`, with nothing written, when the guard wrote no
+        row. PostgreSQL: one statement (:meth:`_execute`); SQLite: one transaction."""
         if self._postgres:
-            try:
-                if rest:
-                    await self._execute(rest, guard=(saga_row, _LEASE))
-                elif await self._execute([saga_row]) != 1:
-                    raise _GuardFailed(_LEASE)
-            except _GuardFailed:
-                raise _lease_lost(record) from None
+            if guard is not None and not writes:
+                if await self._execute([guard[0]]) != 1:
+                    raise _GuardFailed(guard[1])
+            else:
+                await self._execute(writes, guard)
             return
         async with self.engine.begin() as connection:
-            result = await connection.execute(_WRITE, params)
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise _lease_lost(record)  # rolls the transaction back
-            for write in rest:
+            if guard is not None:
+                result = await connection.execute(guard[0].statement, guard[0].params)
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    raise _GuardFailed(guard[1])  # rolls the transaction back
+            for write in writes:
                 await connection.execute(write.statement, write.params)
 
     async def _execute(self, writes: Sequence[Write], guard: tuple[Write, str] | None = None) -> int:
