@@ -31,7 +31,7 @@ from sagascope.cli.logs_view import logs_from_elasticsearch
 from sagascope.cli.trace_view import SpanRow, spans_from_jaeger
 from sagascope.local.backends import REPO_ROOT
 from sagascope.local.services import LocalStack, Ports
-from sagascope.local.supervisor import Supervisor
+from sagascope.local.supervisor import Supervisor, signalled
 from sagascope.local.topology import address, service_telemetry_environment
 
 ANSWERS_DIR = REPO_ROOT / "observability" / "gamedays"
@@ -311,7 +311,6 @@ def briefing(scenario: Scenario, prometheus_url: str, jaeger_url: str) -> str:
 async def run_command(scenario: Scenario, state_dir: Path, minutes: float, real_time: bool) -> int:
     """Backends + services + compressed rules, the fault for ``minutes``, then lifted; the stack
     stays up (Ctrl-C stops it) so the alerts can be watched resolving."""
-    import signal
 
     from sagascope.cli import gameday_rules
     from sagascope.local.backends import BackendsNotInstalled, BackendStack
@@ -324,10 +323,7 @@ async def run_command(scenario: Scenario, state_dir: Path, minutes: float, real_
         _say(str(exc))
         return 1
     day = GameDay(state_dir / "gameday", supervisor)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = signalled()
     try:
         _say("starting the backends and the services (two order replicas) ...")
         await backends.start()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import uuid
 from pathlib import Path
 
 from sagascope.local.backends import LOCAL_COLLECTOR_PROFILES, LOG_PATHS
 from sagascope.local.services import LocalStack, Ports
-from sagascope.local.supervisor import Supervisor, grpc_serving
+from sagascope.local.supervisor import Supervisor, grpc_serving, signalled
 
 STATE_DIR = Path(os.environ.get("SAGASCOPE_STATE_DIR", "var"))
 
@@ -79,26 +78,13 @@ async def cmd_up(args: argparse.Namespace) -> int:
     _print(f"starting sagascope ({stack.storage_summary()}) ...")
     if not await _start(stack):
         return 1
-    stopped = _signalled()  # before saying so, or a quick Ctrl-C would kill us without the drain
+    stopped = signalled()  # before saying so, or a quick Ctrl-C would kill us without the drain
     _print("sagascope is up:\n" + _describe(stack) + "\nCtrl-C stops everything.")
     await stopped.wait()
     _print("stopping (draining in-flight calls) ...")
     await stack.stop()
     _print("stopped.")
     return 0
-
-
-def _signalled() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM (handlers installed now)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
-async def _until_signalled() -> None:
-    await _signalled().wait()
 
 
 async def cmd_stack(args: argparse.Namespace) -> int:
@@ -143,7 +129,7 @@ async def cmd_stack(args: argparse.Namespace) -> int:
             f"{k}={telemetry_env[k]}" for k in ("JAEGER_URL", "ELASTICSEARCH_URL")
         ) + " sagascope trace <id> | logs <correlation id>")
         _print("\n".join(lines) + "\nCtrl-C stops everything.")
-        await _until_signalled()
+        await signalled().wait()
         _print("stopping ...")
     finally:
         await supervisor.stop()  # services first (reverse start order), then the backends

@@ -34,11 +34,11 @@ HealthCheck = Callable[[], Awaitable[bool]]
 # --- health checks -------------------------------------------------------------------------------
 
 
-async def grpc_serving(target: str, timeout: float = 1.0) -> bool:
+async def grpc_serving(target: str, timeout: float = 1.0, tls: TlsSettings | None = None) -> bool:
     """``grpc.health.v1.Health/Check`` for the whole server answers SERVING (over TLS when
-    ``SAGASCOPE_TLS_*`` says so, as the CLI calls)."""
+    ``SAGASCOPE_TLS_*`` says so, as the CLI calls; ``tls`` when already read)."""
     try:
-        return await probe(target, TlsSettings.from_env(CLIENT_PREFIX), timeout)
+        return await probe(target, tls or TlsSettings.from_env(CLIENT_PREFIX), timeout)
     except grpc.aio.AioRpcError:
         return False
 
@@ -63,7 +63,8 @@ def _http_ok(url: str, timeout: float) -> bool:
 
 
 def grpc_health(target: str) -> HealthCheck:
-    return lambda: grpc_serving(target)
+    tls = TlsSettings.from_env(CLIENT_PREFIX)  # once, not on every poll
+    return lambda: grpc_serving(target, tls=tls)
 
 
 def tcp_health(host: str, port: int) -> HealthCheck:
@@ -306,3 +307,13 @@ class Supervisor:
     async def restart(self, name: str, timeout: float = 60.0, grace: float = 15.0) -> None:
         await self.stop_one(name, grace)
         await self.start_one(name, timeout)
+
+
+def signalled() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (handlers installed now): what a foreground command that
+    runs processes waits for before it stops them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
