@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,10 +116,7 @@ class Traffic:
             await client.close()
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.placed:
-            out[p.result.status_name] = out.get(p.result.status_name, 0) + 1
-        return out
+        return dict(Counter(p.result.status_name for p in self.placed))
 
 
 # --- the stack and the scenario ------------------------------------------------------------------
@@ -231,7 +229,7 @@ class AnswerKey:
             scenario=doc["scenario"],
             alerts=tuple(doc["alerts"]),
             sample=doc["trace"]["sample"],
-            spans=tuple(SpanShape(**{k: v for k, v in s.items()}) for s in doc["trace"]["spans"]),
+            spans=tuple(SpanShape(**s) for s in doc["trace"]["spans"]),
             log_events=tuple(doc["logs"]["events"]),
         )
 
@@ -253,7 +251,8 @@ class AnswerKey:
         return [shape for shape in self.spans if not any(shape.matches(s, by_id) for s in spans)]
 
     def missing_events(self, events: Sequence[str]) -> list[str]:
-        return [e for e in self.log_events if e not in set(events)]
+        seen = set(events)
+        return [e for e in self.log_events if e not in seen]
 
 
 def _get_json(url: str) -> Any:
