@@ -192,7 +192,7 @@ def sdk_only() -> tuple[SagaItems, Callable[[], None]]:
     tracer_provider.add_span_processor(BatchSpanProcessor(_DropSpans()))
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(_DropLogs()))
-    otel_logger = logger_provider.get_logger("sagascope.common.saga")
+    otel_logger = logger_provider.get_logger("sagascope.saga")
 
     def log(event: str, fields: Attributes) -> None:
         otel_logger.emit(
@@ -218,7 +218,7 @@ def shipped(directory: Path) -> tuple[SagaItems, Callable[[], None]]:
     tracer_provider = init_tracer_provider(resource, OtlpJsonFileSpanExporter(directory / "traces.jsonl"))
     logger_provider = init_logger_provider(resource, OtlpJsonFileLogExporter(directory / "logs.jsonl"))
     assert logger_provider is not None
-    logger = logging.getLogger("sagascope.common.saga.floor")
+    logger = logging.getLogger("sagascope.saga.floor")
     logger.propagate = False
     logger.handlers = [OtlpLogHandler(logger_provider)]
     logger.setLevel(logging.INFO)

@@ -238,7 +238,7 @@ def saga_overview() -> model.Dashboard:
             unit="reqps",
             description="Which step was undone, and whether the compensation itself succeeded.",
         ), 24),
-        # From the saga log itself (sagascope/common/saga/gauges.py), not from spans: what is stuck.
+        # From the saga log itself (sagascope/saga/gauges.py), not from spans: what is stuck.
         Cell(series(
             "Unfinished sagas by status and step (saga log)",
             [query(f"max by (status, step) (saga_log_unfinished{{{SAGA}}})", "{{status}} {{step}}")],

@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from sagascope.common.urls import redact_url
 from sagascope.local.backends import LOCAL_COLLECTOR_PROFILES, LOG_PATHS
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor, grpc_serving, signalled
@@ -36,8 +37,6 @@ def _describe(stack: LocalStack) -> str:
 
 def _mongo_line(stack: LocalStack) -> str:
     if "mongo" not in stack.processes:
-        from sagascope.payment.store import redact_url
-
         return f"{redact_url(stack.mongo_url or '-')} (external; no nx-27017 started)"
     return f"mongodb://127.0.0.1:{stack.ports.mongo} (nx-27017)"
 

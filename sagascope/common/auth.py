@@ -31,8 +31,8 @@ from sagascope.common import correlation
 from sagascope.common.config import env_str
 from sagascope.common.errors import ServiceError, Unauthenticated, Unavailable
 from sagascope.common.interceptors import UndecodableRequest, metadata_value
+from sagascope.common.ports import default_jwks_url
 from sagascope.common.tls import TlsSettings, client_ssl_context, open_channel
-from sagascope.local.topology import default_jwks_url
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sagascope.common.config import ConfigError, deployment_environment, env_float, env_int, env_str
+from sagascope.common.ports import IDENTITY, IDENTITY_HTTP
 from sagascope.common.tls import TlsSettings
 from sagascope.identity.throttle import ThrottleSettings
-from sagascope.local.topology import IDENTITY, IDENTITY_HTTP
 
 DEMO_USERS_FILE = Path(__file__).with_name("demo_users.json")
 DEVELOPMENT = "development"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from sagascope.common.urls import redact_url
 from sagascope.local.supervisor import ManagedProcess, Supervisor, free_port, grpc_health, tcp_health
 from sagascope.local.topology import (
     IDENTITY,
@@ -88,8 +89,6 @@ class LocalStack:
     def storage_summary(self) -> str:
         """What the services really store in, e.g. ``orders on SQLite, payments on nx-27017 (embedded)``;
         URLs without their passwords."""
-        from sagascope.payment.store import redact_url
-
         database = self._order_database_url()
         orders = "SQLite" if database.startswith("sqlite") else f"PostgreSQL {redact_url(database)}"
         if self.mongo_url is None:

@@ -1,10 +1,11 @@
 """The local topology, defined once: every port a local sagascope process listens on.
 
-Each port is a :class:`PortSetting` — the environment variable that overrides it and its
-default. The services' settings read their defaults from here; sagascope.local.services passes the same
-variables to the processes it starts; the backends' config files (shared with docker compose)
-expand the variables that :func:`backend_environment` returns, with their compose values as
-the fallback. Nothing else in the repository should spell a local port.
+The services' own ports and defaults live in sagascope.common.ports (a service reads them without
+importing this runner) and are re-exported here; this module adds the backends' listeners.
+sagascope.local.services passes the same variables to the processes it starts; the backends'
+config files (shared with docker compose) expand the variables that :func:`backend_environment`
+returns, with their compose values as the fallback. Nothing else in the repository should spell a
+local port.
 """
 
 from __future__ import annotations
@@ -12,75 +13,44 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-from sagascope.common.config import env_port
-
-LOOPBACK = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class PortSetting:
-    """A port and the environment variable that overrides it."""
-
-    env: str
-    default: int
-
-    def read(self) -> int:
-        """The variable's value, else the default (a malformed one is a ConfigError naming it)."""
-        return env_port(self.env, self.default)
-
-
-@dataclass(frozen=True)
-class ServiceTopology:
-    name: str
-    module: str  # run as ``python -m <module>``
-    host_env: str
-    grpc: PortSetting
-    metrics: PortSetting
-    http: PortSetting | None = None
-
-    @property
-    def port_settings(self) -> tuple[PortSetting, ...]:
-        return (self.grpc, self.metrics) if self.http is None else (self.grpc, self.http, self.metrics)
-
-
-IDENTITY_HTTP = PortSetting("IDENTITY_HTTP_PORT", 8081)  # /auth/login, the JWKS
-IDENTITY = ServiceTopology(
-    "identity",
-    "sagascope.identity",
-    "IDENTITY_HOST",
-    grpc=PortSetting("IDENTITY_GRPC_PORT", 50051),
-    metrics=PortSetting("IDENTITY_METRICS_PORT", 9101),
-    http=IDENTITY_HTTP,
+from sagascope.common.ports import (
+    IDENTITY,
+    IDENTITY_HTTP,
+    JWKS_PATH,
+    LOOPBACK,
+    MONGO,
+    ORDER,
+    PAYMENT,
+    SERVICES,
+    PortSetting,
+    ServiceTopology,
+    address,
+    default_jwks_url,
+    default_mongo_url,
 )
-ORDER = ServiceTopology(
-    "order",
-    "sagascope.order",
-    "ORDER_HOST",
-    grpc=PortSetting("ORDER_GRPC_PORT", 50052),
-    metrics=PortSetting("ORDER_METRICS_PORT", 9102),
-)
-PAYMENT = ServiceTopology(
-    "payment",
-    "sagascope.payment",
-    "PAYMENT_HOST",
-    grpc=PortSetting("PAYMENT_GRPC_PORT", 50053),
-    metrics=PortSetting("PAYMENT_METRICS_PORT", 9103),
-)
-SERVICES = (IDENTITY, PAYMENT, ORDER)  # start order: order calls the other two
-MONGO = PortSetting("SAGASCOPE_MONGO_PORT", 27017)  # nx-27017, the embedded MongoDB-wire server
-JWKS_PATH = "/.well-known/jwks.json"
 
-
-def address(port: int, host: str = LOOPBACK) -> str:
-    return f"{host}:{port}"
-
-
-def default_jwks_url() -> str:
-    return f"http://{address(IDENTITY_HTTP.default)}{JWKS_PATH}"
-
-
-def default_mongo_url() -> str:
-    return f"mongodb://{address(MONGO.default)}"
+__all__ = [
+    "COLLECTOR",
+    "ELASTICSEARCH",
+    "IDENTITY",
+    "IDENTITY_HTTP",
+    "JAEGER",
+    "JWKS_PATH",
+    "LOOPBACK",
+    "MONGO",
+    "ORDER",
+    "PAYMENT",
+    "PROMETHEUS",
+    "SERVICES",
+    "Listener",
+    "PortSetting",
+    "ServiceTopology",
+    "address",
+    "backend_environment",
+    "default_jwks_url",
+    "default_mongo_url",
+    "service_telemetry_environment",
+]
 
 
 # --- the backends -------------------------------------------------------------------------------

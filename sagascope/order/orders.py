@@ -12,10 +12,10 @@ from datetime import datetime
 
 from sagascope.common.auth import Principal
 from sagascope.common.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable
-from sagascope.common.saga.executor import SagaExecutor, split_failure
-from sagascope.common.saga.store import FailureKind, SagaRecord, SagaStatus
 from sagascope.order.repository import Item, OrderReader, OrderRow, now
 from sagascope.order.saga import CANCELLED, COMPLETED, FAILED, PENDING, OrderSagaState
+from sagascope.saga.executor import SagaExecutor, split_failure
+from sagascope.saga.store import FailureKind, SagaRecord, SagaStatus
 
 _ORDER_STATUS = {
     SagaStatus.COMPLETED: COMPLETED,

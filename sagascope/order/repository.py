@@ -11,8 +11,8 @@ from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.errors import InvalidArgument
-from sagascope.common.saga.definition import Claim, Write
 from sagascope.order.tables import order_items, orders
+from sagascope.saga.definition import Claim, Write
 
 
 @dataclass(frozen=True)

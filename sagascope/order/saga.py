@@ -5,7 +5,7 @@
     confirm  (local)  order COMPLETED (can fail)
 
 Each function below is business logic only: a local step returns the rows it
-wants written and the executor in sagascope/common/saga writes them with the saga
+wants written and the executor in sagascope/saga writes them with the saga
 log (one round trip on PostgreSQL), runs the calls, compensates and reports.
 """
 
@@ -22,7 +22,10 @@ from sagascope.api.payments.v1 import payments_pb2
 from sagascope.common.faults import Fault, FaultInjector
 from sagascope.common.money import format_money
 from sagascope.common.resilience import DownstreamRejected
-from sagascope.common.saga.definition import (
+from sagascope.order import repository
+from sagascope.order.payment_client import PaymentParticipant
+from sagascope.order.repository import Item, OrderRow
+from sagascope.saga.definition import (
     CallContext,
     LocalStep,
     RemoteStep,
@@ -30,9 +33,6 @@ from sagascope.common.saga.definition import (
     StepFailed,
     Writes,
 )
-from sagascope.order import repository
-from sagascope.order.payment_client import PaymentParticipant
-from sagascope.order.repository import Item, OrderRow
 
 SAGA_NAME = "CreateOrder"
 

@@ -14,10 +14,6 @@ from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
 from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
 from sagascope.common.resilience import BreakerPolicy, Downstream, RetryPolicy
-from sagascope.common.saga.executor import SagaExecutor
-from sagascope.common.saga.gauges import register_saga_log_gauges
-from sagascope.common.saga.recovery import RecoveryWorker
-from sagascope.common.saga.store import SagaStore
 from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from sagascope.common.telemetry import Telemetry, init_telemetry
 from sagascope.common.tls import open_channel
@@ -28,6 +24,11 @@ from sagascope.order.repository import OrderReader
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
+from sagascope.saga.executor import SagaExecutor
+from sagascope.saga.gauges import register_saga_log_gauges
+from sagascope.saga.recovery import RecoveryWorker
+from sagascope.saga.store import SagaStore
+from sagascope.saga.telemetry import saga_observer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class OrderApp:
         self.executor = SagaExecutor(
             create_order_saga(OrderSagaSteps(self.payments, self.faults)),
             self.store,
-            self.telemetry.saga_observer,
+            saga_observer(self.telemetry),
         )
         self.recovery = RecoveryWorker(self.executor, settings.recovery_interval_s)
         definition = self.executor.definition

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, deployment_environment, env_bool, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
+from sagascope.common.ports import IDENTITY, ORDER, PAYMENT, address
 from sagascope.common.tls import TlsSettings
-from sagascope.local.topology import IDENTITY, ORDER, PAYMENT, address
 
 DEV_SERVICE_PASSWORD = "order-service-dev-secret"  # DEVELOPMENT ONLY (matches demo_users.json)
 

@@ -1,4 +1,4 @@
-"""The order service's own tables (the saga log table lives in sagascope.common.saga.store)."""
+"""The order service's own tables (the saga log table lives in sagascope.saga.store)."""
 
 from __future__ import annotations
 

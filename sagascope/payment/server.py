@@ -16,9 +16,10 @@ from sagascope.common.auth import AuthInterceptor, TokenVerifier
 from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector
 from sagascope.common.server import GrpcServer, GrpcServerConfig, run_until_stopped
 from sagascope.common.telemetry import Telemetry, init_telemetry
+from sagascope.common.urls import redact_url
 from sagascope.payment.servicer import METHOD_ROLES, SERVICE_NAME, PaymentServicer
 from sagascope.payment.settings import PaymentSettings
-from sagascope.payment.store import PaymentStore, connect, redact_url, wait_until_reachable
+from sagascope.payment.store import PaymentStore, connect, wait_until_reachable
 
 log = logging.getLogger(__name__)
 

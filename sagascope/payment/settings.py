@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from sagascope.common.auth import AuthSettings
 from sagascope.common.config import ConfigError, env_float, env_int, env_str
 from sagascope.common.faults import FaultSettings
+from sagascope.common.ports import PAYMENT, default_mongo_url
 from sagascope.common.tls import TlsSettings
-from sagascope.local.topology import PAYMENT, default_mongo_url
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from sagascope.common.urls import redact_url
 from sagascope.payment.domain import Payment, PaymentStatus
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,6 @@ class MongoUnavailable(RuntimeError):
 def connect(url: str, *, server_selection_timeout_ms: int = 5000) -> AsyncIOMotorClient:
     """A client that decodes dates as aware UTC datetimes (the driver connects lazily)."""
     return AsyncIOMotorClient(url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 async def wait_until_reachable(client: AsyncIOMotorClient, url: str, timeout_seconds: float) -> None:

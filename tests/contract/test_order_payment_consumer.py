@@ -18,9 +18,9 @@ from pact import Pact, match
 from sagascope.api.payments.v1 import payments_pb2 as pb
 from sagascope.common.faults import FaultInjector, FaultSettings
 from sagascope.common.resilience import BreakerPolicy, Downstream, DownstreamRejected, RetryPolicy
-from sagascope.common.saga.definition import CallContext, StepFailed
 from sagascope.order.payment_client import PaymentParticipant
 from sagascope.order.saga import OrderSagaState, OrderSagaSteps, create_order_saga
+from sagascope.saga.definition import CallContext, StepFailed
 from tests.contract.grpc_pact import PACT_DIR, PactGrpcStub, grpc_interaction
 
 PROCESS = "/sagascope.payments.v1.PaymentService/ProcessPayment"

@@ -12,8 +12,8 @@ from pymongo import AsyncMongoClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sagascope.common.saga.store import saga_instances
 from sagascope.order.database import async_url
+from sagascope.saga.store import saga_instances
 from tests.support.order_stack import OrderStack, request
 from tools.chaos.auditor import audit, read_facts
 from tools.chaos.workload import ClientReply

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from sagascope.api.orders.v1 import orders_pb2
-from sagascope.common.saga.store import saga_instances
 from sagascope.order.tables import orders
+from sagascope.saga.store import saga_instances
 from tests.support.order_stack import request
 
 COMPLETED = orders_pb2.ORDER_STATUS_COMPLETED

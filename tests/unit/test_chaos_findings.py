@@ -10,7 +10,7 @@ An attempt that follows a logged ``step_started`` must count as maybe-applied wh
 attempt's failure says, and compensate the step by its idempotency key (a refund-by-key of a charge
 that never landed only fences the key, so this is always safe).
 
-Fixed in sagascope/common/saga/executor.py (``resume`` passes the in-doubt step to ``_forward``);
+Fixed in sagascope/saga/executor.py (``resume`` passes the in-doubt step to ``_forward``);
 this test keeps it fixed.
 """
 
@@ -25,9 +25,9 @@ from sagascope.api.payments.v1 import payments_pb2
 from sagascope.common import validation
 from sagascope.common.faults import FaultInjector, FaultSettings
 from sagascope.common.resilience import Downstream, DownstreamRejected, DownstreamUnavailable
-from sagascope.common.saga.recovery import RecoveryWorker
-from sagascope.common.saga.store import SagaRecord, SagaStatus
 from sagascope.order.payment_client import PaymentParticipant
+from sagascope.saga.recovery import RecoveryWorker
+from sagascope.saga.store import SagaRecord, SagaStatus
 from tests.unit.test_saga_executor import (  # noqa: F401  (engine and sessions are fixtures)
     ScriptedPayments,
     State,

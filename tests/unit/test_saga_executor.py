@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from sagascope.common.resilience import DownstreamUnavailable
-from sagascope.common.saga.definition import (
+from sagascope.saga.definition import (
     CallContext,
     Claim,
     LocalStep,
@@ -30,10 +30,10 @@ from sagascope.common.saga.definition import (
     Write,
     Writes,
 )
-from sagascope.common.saga.executor import SagaExecutor
-from sagascope.common.saga.observer import SagaRun
-from sagascope.common.saga.recovery import RecoveryWorker
-from sagascope.common.saga.store import SAGA_METADATA, LeaseLost, SagaRecord, SagaStatus, SagaStore
+from sagascope.saga.executor import SagaExecutor
+from sagascope.saga.observer import SagaRun
+from sagascope.saga.recovery import RecoveryWorker
+from sagascope.saga.store import SAGA_METADATA, LeaseLost, SagaRecord, SagaStatus, SagaStore
 
 META = MetaData()
 ledger = Table(
@@ -357,7 +357,7 @@ async def test_a_lost_lease_writes_nothing_of_the_step(sessions):
 
 
 async def _make_due(sessions, saga_id: str) -> None:
-    from sagascope.common.saga.store import saga_instances
+    from sagascope.saga.store import saga_instances
 
     async with sessions() as session, session.begin():
         await session.execute(

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sagascope.common.saga.gauges import register_saga_log_gauges
-from sagascope.common.saga.store import SAGA_METADATA, saga_instances
+from sagascope.saga.gauges import register_saga_log_gauges
+from sagascope.saga.store import SAGA_METADATA, saga_instances
 
 STEPS = {"CreateOrder": ["reserve", "charge", "confirm"]}
 

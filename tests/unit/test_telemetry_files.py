@@ -31,9 +31,10 @@ from opentelemetry.trace.span import TraceState
 
 from sagascope.cli.logs_view import logs_command
 from sagascope.cli.trace_view import trace_command
-from sagascope.common.saga.observer import SagaRun
 from sagascope.common.telemetry import TelemetrySettings, init_telemetry
 from sagascope.common.telemetry.otlp_json import encode_logs_json, encode_spans_json
+from sagascope.saga.observer import SagaRun
+from sagascope.saga.telemetry import saga_observer
 
 log = logging.getLogger("tests.files")
 
@@ -44,7 +45,7 @@ def run_embedded(directory: Path, service: str = "order-service") -> tuple[str, 
     saved = list(root.handlers), root.level
     telemetry = init_telemetry(service, settings=TelemetrySettings(directory=directory), stream=io.StringIO())
     try:
-        with telemetry.saga_observer.saga(
+        with saga_observer(telemetry).saga(
             SagaRun("saga-9", "CreateOrder", "corr-9", {"order.id": "order-9"})
         ) as scope:
             scope.started()  # as the executor does once the saga row is written
@@ -292,7 +293,7 @@ def _realistic_log_records() -> list[ReadableLogRecord]:
     provider = LoggerProvider(resource=resource)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     tracer_provider = TracerProvider(resource=resource)
-    saga_logger = provider.get_logger("sagascope.common.telemetry.saga")
+    saga_logger = provider.get_logger("sagascope.saga.telemetry")
     other_logger = provider.get_logger("tests.files", "1.0", "https://example.com/schema", {"scope": "attr"})
 
     with tracer_provider.get_tracer("t").start_as_current_span("saga CreateOrder"):

@@ -7,7 +7,7 @@ import pytest
 from benchmarks.telemetry_floor import owner_of, sample_shares
 
 SERVER = "ServerTelemetryInterceptor.intercept_service (/app/sagascope/common/telemetry/grpc_interceptors.py:80)"
-SAGA = "SagaExecutor._forward (/app/sagascope/common/saga/executor.py:150)"
+SAGA = "SagaExecutor._forward (/app/sagascope/saga/executor.py:150)"
 SQLA = "Connection._execute_context (/venv/site-packages/sqlalchemy/engine/base.py:1815)"
 SQL_SPAN = (
     "EngineTracer._before_cur_exec (/venv/site-packages/opentelemetry/instrumentation/sqlalchemy/engine.py:345)"

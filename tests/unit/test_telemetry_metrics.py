@@ -9,7 +9,8 @@ from opentelemetry import trace
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from sagascope.common.saga.observer import SagaRun
+from sagascope.saga.observer import SagaRun
+from sagascope.saga.telemetry import saga_observer
 from tests.support.telemetry_testing import CapturedTelemetry, in_memory_telemetry
 
 # metric family -> (type, label names) — ARCHITECTURE.md and the go-grpc-prometheus names
@@ -36,7 +37,7 @@ CONTRACT = {
 def exercise(captured: CapturedTelemetry) -> None:
     """Touch every instrument once, as a saga with a retry and a breaker trip would."""
     telemetry = captured.telemetry
-    observer = telemetry.saga_observer
+    observer = saga_observer(telemetry)
     with observer.saga(SagaRun("s", "CreateOrder", "c", {"order.id": "o"})) as scope:
         scope.started()
         with scope.step("charge", 1) as step:

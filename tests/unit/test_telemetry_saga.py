@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from opentelemetry.trace import StatusCode
 
-from sagascope.common.saga.observer import SagaRun
+from sagascope.saga.observer import SagaRun
+from sagascope.saga.telemetry import saga_observer
 from tests.support.telemetry_testing import CapturedTelemetry, in_memory_telemetry
 
 
@@ -14,7 +15,7 @@ def sample(captured: CapturedTelemetry, name: str, labels: dict[str, str]) -> fl
 
 
 def run_compensated_saga(captured: CapturedTelemetry) -> str | None:
-    observer = captured.telemetry.saga_observer
+    observer = saga_observer(captured.telemetry)
     run = SagaRun("saga-1", "CreateOrder", "corr-1", {"order.id": "order-1"})
     with observer.saga(run) as scope:
         traceparent = scope.traceparent()
@@ -136,7 +137,7 @@ def test_a_compensated_saga_updates_the_saga_metrics() -> None:
 
 def test_an_exception_in_a_step_marks_it_failed_with_an_exception_event() -> None:
     with in_memory_telemetry() as captured:
-        observer = captured.telemetry.saga_observer
+        observer = saga_observer(captured.telemetry)
         with observer.saga(SagaRun("s", "CreateOrder", "c")) as scope:
             scope.started()
             with pytest.raises(RuntimeError), scope.step("charge", 1):
@@ -157,7 +158,7 @@ def test_an_exception_in_a_step_marks_it_failed_with_an_exception_event() -> Non
 
 def test_a_resumed_saga_is_a_new_trace_linked_to_the_original() -> None:
     with in_memory_telemetry() as captured:
-        observer = captured.telemetry.saga_observer
+        observer = saga_observer(captured.telemetry)
         with observer.saga(SagaRun("s", "CreateOrder", "corr-r", {"order.id": "o"})) as scope:
             scope.started()
             origin = scope.traceparent()
@@ -193,7 +194,7 @@ def test_the_saga_span_is_a_child_of_the_callers_span() -> None:
     with in_memory_telemetry() as captured:
         tracer = captured.telemetry.tracer_provider.get_tracer("t")  # type: ignore[union-attr]
         with tracer.start_as_current_span("server") as server:
-            with captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")) as scope:
+            with saga_observer(captured.telemetry).saga(SagaRun("s", "CreateOrder", "c")) as scope:
                 scope.finished("completed")
     saga = next(span for span in captured.spans.get_finished_spans() if span.name == "saga CreateOrder")
     assert saga.parent is not None and saga.parent.span_id == server.get_span_context().span_id
@@ -203,7 +204,7 @@ def test_an_interrupted_saga_is_an_error_without_a_finished_metric() -> None:
     with in_memory_telemetry() as captured:
         with (
             pytest.raises(KeyboardInterrupt),
-            captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")) as scope,
+            saga_observer(captured.telemetry).saga(SagaRun("s", "CreateOrder", "c")) as scope,
         ):
             scope.started()
             raise KeyboardInterrupt
@@ -227,7 +228,7 @@ def test_a_saga_that_never_started_is_neither_counted_nor_logged() -> None:
     taken, so the executor never called started()."""
     with in_memory_telemetry() as captured:
         registry = captured.telemetry.metrics.registry
-        with captured.telemetry.saga_observer.saga(SagaRun("s", "CreateOrder", "c")) as scope:
+        with saga_observer(captured.telemetry).saga(SagaRun("s", "CreateOrder", "c")) as scope:
             with scope.step("reserve", 0):
                 pass
         assert registry.get_sample_value("saga_started_total", {"saga": "CreateOrder"}) in (None, 0)
@@ -237,7 +238,7 @@ def test_a_saga_that_never_started_is_neither_counted_nor_logged() -> None:
         assert registry.get_sample_value("saga_in_flight", {"saga": "CreateOrder"}) in (None, 0)
         with (
             pytest.raises(RuntimeError),
-            captured.telemetry.saga_observer.saga(SagaRun("s2", "CreateOrder", "c")) as scope,
+            saga_observer(captured.telemetry).saga(SagaRun("s2", "CreateOrder", "c")) as scope,
             scope.step("reserve", 0),
         ):
             raise RuntimeError("database down")

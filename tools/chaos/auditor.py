@@ -35,9 +35,9 @@ from pymongo import AsyncMongoClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sagascope.common.saga.store import saga_instances
 from sagascope.order.database import async_url
 from sagascope.order.tables import orders
+from sagascope.saga.store import saga_instances
 from tools.chaos.workload import ClientReply
 
 TERMINAL_SAGA = {"COMPLETED", "COMPENSATED"}

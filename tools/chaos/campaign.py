@@ -21,10 +21,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sagascope.common.saga.store import saga_instances
 from sagascope.order.database import async_url
 from sagascope.order.tables import orders
 from sagascope.payment.domain import limit_minor
+from sagascope.saga.store import saga_instances
 from tests.support import postgres as pg_support
 from tools.chaos import report
 from tools.chaos.auditor import TERMINAL_ORDER, TERMINAL_SAGA, audit, read_facts, read_payments

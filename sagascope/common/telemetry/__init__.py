@@ -3,7 +3,8 @@
 ``init_telemetry(service_name)`` configures JSON logging to stdout, traces and
 logs over OTLP (or to OTLP-JSON files under ``var/telemetry/`` when no endpoint
 is set), and Prometheus instruments, and returns a :class:`Telemetry` whose
-interceptors, saga observer and resilience sink the service wires in.
+interceptors, tracers and resilience sink the service wires in. (The saga engine builds its
+observer from these primitives: sagascope.saga.telemetry; this package knows nothing of sagas.)
 
 Spans of gRPC, SQL, MongoDB and HTTP calls come from the upstream contrib
 instrumentations (instrumentation.py), opted into the stable database and HTTP
@@ -29,7 +30,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sagascope.common import correlation
-from sagascope.common.saga.observer import SagaObserver
 from sagascope.common.telemetry.grpc_interceptors import ClientMetricsInterceptor, ServerTelemetryInterceptor
 from sagascope.common.telemetry.instrumentation import (
     default_semconv_opt_in,
@@ -39,7 +39,6 @@ from sagascope.common.telemetry.instrumentation import (
 from sagascope.common.telemetry.logs import init_logging, open_log_file
 from sagascope.common.telemetry.metrics import Metrics, MetricsServer, create_metrics
 from sagascope.common.telemetry.resilience_events import TelemetryResilienceEvents
-from sagascope.common.telemetry.saga import TelemetrySagaObserver
 from sagascope.common.telemetry.settings import TelemetrySettings
 from sagascope.common.telemetry.tracing import (
     build_resource,
@@ -67,7 +66,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class Telemetry:
     service_name: str
-    saga_observer: SagaObserver
     settings: TelemetrySettings = field(default_factory=TelemetrySettings)
     tracer_provider: TracerProvider | None = None
     logger_provider: LoggerProvider | None = None
@@ -79,6 +77,12 @@ class Telemetry:
     @property
     def enabled(self) -> bool:
         return self.settings.enabled
+
+    def tracer(self, name: str) -> trace.Tracer:
+        """A tracer of this service's provider; a no-op one when telemetry is off."""
+        if not self.enabled or self.tracer_provider is None:
+            return trace.NoOpTracer()
+        return self.tracer_provider.get_tracer(name)
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         """Upstream's SERVER span, then (inside it) correlation_id on the span, the server RED metrics
@@ -205,8 +209,7 @@ def init_telemetry(
     metrics = create_metrics()
     if not settings.enabled:
         init_logging(name, settings.log_level, None, stream)
-        tracer = trace.NoOpTracerProvider().get_tracer(__name__)
-        return Telemetry(name, TelemetrySagaObserver(tracer, None), settings, metrics=metrics)
+        return Telemetry(name, settings, metrics=metrics)
 
     injected = span_exporter is not None or log_exporter is not None
     tracer_provider = init_tracer_provider(
@@ -221,5 +224,4 @@ def init_telemetry(
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         # The first provider in the process becomes the global one (for libraries that ask for it).
         trace.set_tracer_provider(tracer_provider)
-    observer = TelemetrySagaObserver(tracer_provider.get_tracer("sagascope.saga"), metrics.saga)
-    return Telemetry(name, observer, settings, tracer_provider, logger_provider, metrics)
+    return Telemetry(name, settings, tracer_provider, logger_provider, metrics)

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sagascope.common.saga.store import SAGA_METADATA
 from sagascope.order.tables import ORDER_METADATA
+from sagascope.saga.store import SAGA_METADATA
 
 target_metadata = [ORDER_METADATA, SAGA_METADATA]
 # Any 64-bit number, fixed: serialises concurrent migrations from several replicas.

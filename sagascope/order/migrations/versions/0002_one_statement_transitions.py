@@ -12,7 +12,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Ends every multi-part saga write on PostgreSQL (sagascope/common/saga/store.py): raising
+# Ends every multi-part saga write on PostgreSQL (sagascope/saga/store.py): raising
 # rolls back every data-modifying CTE of the statement, so a write whose lease CAS (or a new
 # saga's claim) matched no row writes nothing. The message prefix is store.GUARD_MESSAGE.
 SAGA_GUARD = """

@@ -13,8 +13,8 @@ import time
 from typing import Generic, TypeVar
 
 from sagascope.common.resilience import DownstreamRejected, DownstreamUnavailable
-from sagascope.common.saga.definition import CallContext, LocalStep, SagaDefinition, StepFailed, Writes
-from sagascope.common.saga.observer import (
+from sagascope.saga.definition import CallContext, LocalStep, SagaDefinition, StepFailed, Writes
+from sagascope.saga.observer import (
     OUTCOME_COMPENSATED,
     OUTCOME_COMPLETED,
     OUTCOME_FAILED,
@@ -23,7 +23,7 @@ from sagascope.common.saga.observer import (
     SagaScope,
     StepScope,
 )
-from sagascope.common.saga.store import FailureKind, LeaseLost, SagaRecord, SagaStatus, SagaStore
+from sagascope.saga.store import FailureKind, LeaseLost, SagaRecord, SagaStatus, SagaStore
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.background import BackgroundTask
-from sagascope.common.saga.store import UNFINISHED, due_clause, saga_instances
+from sagascope.saga.store import UNFINISHED, due_clause, saga_instances
 
 log = logging.getLogger(__name__)
 

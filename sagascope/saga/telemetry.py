@@ -1,5 +1,8 @@
 """The saga observer: spans, JSON log events and metrics around every saga, step and compensation.
 
+Built on sagascope.common.telemetry's primitives (a tracer, the saga instruments, the log
+fields) by :func:`saga_observer`; the shared telemetry package knows nothing of sagas.
+
 The saga executor calls these hooks; step code never sees them. Spans follow the
 contract (ARCHITECTURE.md):
 
@@ -28,9 +31,10 @@ from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sagascope.common import correlation
-from sagascope.common.saga.observer import OUTCOME_FAILED, SagaRun, SagaScope, StepScope
+from sagascope.common.telemetry import Telemetry
 from sagascope.common.telemetry.logs import bind_log_fields
 from sagascope.common.telemetry.metrics import RESULT_FAILURE, RESULT_SUCCESS, SagaMetrics, trace_exemplar
+from sagascope.saga.observer import OUTCOME_FAILED, SagaRun, SagaScope, StepScope
 
 log = logging.getLogger("sagascope.saga")
 
@@ -240,7 +244,7 @@ class _Saga:
 
 
 class TelemetrySagaObserver:
-    """Implements ``sagascope.common.saga.observer.SagaObserver``.
+    """Implements ``sagascope.saga.observer.SagaObserver``.
 
     ``metrics=None`` (telemetry off) keeps the log events and skips the metrics; a
     no-op tracer makes the spans free.
@@ -296,3 +300,11 @@ class TelemetrySagaObserver:
                     span.set_attribute("saga.started", False)
                 elif self.metrics is not None:
                     self.metrics.in_flight.labels(run.saga_name).dec()
+
+
+def saga_observer(telemetry: Telemetry) -> TelemetrySagaObserver:
+    """The observer a service's saga executor reports to: its tracer and saga instruments, or
+    (telemetry off) a no-op tracer and log events only."""
+    return TelemetrySagaObserver(
+        telemetry.tracer("sagascope.saga"), telemetry.metrics.saga if telemetry.enabled else None
+    )

@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from sagascope.common.background import BackgroundTask
-from sagascope.common.saga.executor import SagaExecutor
-from sagascope.common.saga.store import LeaseLost
+from sagascope.saga.executor import SagaExecutor
+from sagascope.saga.store import LeaseLost
 
 log = logging.getLogger(__name__)
 

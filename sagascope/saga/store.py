@@ -49,7 +49,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
-from sagascope.common.saga.definition import Claim, Write
+from sagascope.saga.definition import Claim, Write
 
 SAGA_METADATA = MetaData()
 
