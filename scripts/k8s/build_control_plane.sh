@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager and kubectl from k8s.io/kubernetes, once, cached
+# Build the control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl) and the
+# node (kubelet, kube-proxy) from k8s.io/kubernetes, once, cached
 # by version in $SAGASCOPE_CACHE/k8s-$KUBERNETES_VERSION/.
 #
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/client-go, ...) with local
@@ -12,7 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../backends/lib.sh"
 version="$(_env_value KUBERNETES_VERSION)"            # v1.37.2
 staging="v0.${version#v1.}"                            # v0.37.2
 dir="$SAGASCOPE_CACHE/k8s-$version"
-cmds=(kube-apiserver kube-controller-manager kubectl)
+cmds=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
 
 have_all() { local c; for c in "${cmds[@]}"; do [[ -x "$dir/$c" ]] || return 1; done; }
 if have_all; then printf '%s\n' "$dir"; exit 0; fi
