@@ -30,7 +30,7 @@ export GOFLAGS=-mod=mod
 gomod="$(go list -m -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
 [[ -f "$gomod" ]] || die "could not read k8s.io/kubernetes@$version's go.mod"
 
-work="$SAGASCOPE_CACHE/build/k8s-$version"
+work="$SAGASCOPE_CACHE/build/k8s-$version.$$"  # per process: an older copy of this script wipes only its own
 rm -rf "$work" && mkdir -p "$work"
 {
   echo "module sagascope.local/k8s-control-plane"
