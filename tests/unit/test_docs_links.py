@@ -48,7 +48,8 @@ def _without_code(text: str) -> str:
 
 
 def _code(text: str) -> list[str]:
-    blocks = [m.group(0) for m in _FENCE.finditer(text)]
+    """Inline code spans and fenced blocks, the blocks without their shell comments."""
+    blocks = [re.sub(r"(?m)(^|\s)#.*$", r"\1", m.group(0)) for m in _FENCE.finditer(text)]
     spans = [m.group(2) for m in _CODE_SPAN.finditer(_FENCE.sub("", text))]
     return blocks + spans
 
@@ -172,7 +173,8 @@ def _planted(tmp_path: Path) -> Path:
         "[missing file](docs/nope.md) [bad anchor](docs/ops.md#game-day) [bad local](#nowhere)\n"
         "[outside](../../etc/passwd)\n"
         "`[not a link](docs/ignored.md)`\n\n"
-        "```sh\nmake demo   # fine\nmake gameday SCENARIO=x\nmake -j2 test deploy-all\n```\n\n"
+        "```sh\nmake demo   # fine\nmake gameday SCENARIO=x\nmake -j2 test deploy-all\n"
+        "sagascope sagas retry x   # make it due now\n```\n\n"
         "Run `make nosuchtarget` or `make test`; to make it work, make sure (prose is not a command).\n"
     )
     return tmp_path
