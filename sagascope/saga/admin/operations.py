@@ -93,6 +93,7 @@ class BatchItem:
     saga_id: str
     applied: bool
     refusal: str
+    # When the action on it began (paced at the batch's rate).
     at: float
 
 
@@ -298,12 +299,13 @@ class SagaAdmin:
             wait = started + i / rate_per_second - self._clock()
             if wait > 0:
                 await self._sleep(wait)
+            at = self._clock()
             try:
                 await self.change(action, view.record.id, operator, note)
             except (FailedPrecondition, NotFound) as exc:
-                items.append(BatchItem(view.record.id, False, exc.message, self._clock()))
+                items.append(BatchItem(view.record.id, False, exc.message, at))
             else:
-                items.append(BatchItem(view.record.id, True, "", self._clock()))
+                items.append(BatchItem(view.record.id, True, "", at))
         return BatchOutcome(items, next_token)
 
     # --- internals ----------------------------------------------------------------------------
