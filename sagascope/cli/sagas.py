@@ -292,6 +292,8 @@ def add_parser(sub: argparse._SubParsersAction, order_target: str, identity_targ
         if name in ("retry", "resume"):
             change.add_argument("--all-matching", action="store_true", help="every saga matching the filter")
             change.add_argument("--rate", type=float, default=5.0, help="sagas a second for --all-matching")
-            change.add_argument("--batch-size", type=int, default=100, help="sagas per call for --all-matching")
+            change.add_argument(
+                "--batch-size", type=int, default=20, help="sagas per call for --all-matching (each call <= 600 s)"
+            )
             filters(change)
     sagas.set_defaults(run=run_command)

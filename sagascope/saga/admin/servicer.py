@@ -40,6 +40,8 @@ METHOD_ROLES = {
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 200
 DEFAULT_BATCH_LIMIT, MAX_BATCH_LIMIT = 100, 1000
 MAX_RATE_PER_SECOND = 100.0
+# One batch call paces at most this long; the CLI continues with next_page_token.
+MAX_BATCH_SECONDS = 600.0
 
 _STATUS_TO_PROTO: dict[SagaStatus, admin_pb2.SagaStatus] = {
     s: cast(admin_pb2.SagaStatus, admin_pb2.SagaStatus.Value(f"SAGA_STATUS_{s.value}")) for s in SagaStatus
@@ -217,6 +219,12 @@ class SagaAdminServicer(admin_pb2_grpc.SagaAdminServiceServicer):
             )
         limit = request.limit or DEFAULT_BATCH_LIMIT
         require_range(limit, "limit", 1, MAX_BATCH_LIMIT)
+        if limit / rate > MAX_BATCH_SECONDS:
+            raise InvalidArgument(
+                "limit",
+                f"{limit} sagas at {rate:g} a second would take {limit / rate:.0f} s; one call paces at most "
+                f"{MAX_BATCH_SECONDS:.0f} s: lower the limit and continue with next_page_token",
+            )
         optional_text(request.note, "note")
         outcome = await self.admin.batch(
             action,
