@@ -413,6 +413,13 @@ async def test_who_may_call_each_rpc(tmp_path):
             "RetrySagas": lambda md: stub.RetrySagas(S.RetrySagasRequest(rate_per_second=10), metadata=md),
             "ResumeSagas": lambda md: stub.ResumeSagas(S.ResumeSagasRequest(rate_per_second=10), metadata=md),
         }
+        # In health like the order service's other service.
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        health = await health_pb2_grpc.HealthStub(stack.channel).Check(
+            health_pb2.HealthCheckRequest(service="sagascope.admin.v1.SagaAdminService")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
         reads = {"ListSagas", "GetSaga"}
         outcomes: dict[tuple[str, str], grpc.StatusCode] = {}
         for method, call in calls.items():

@@ -354,7 +354,7 @@ class SagaAdmin:
         if current is None:
             return NotFound(f"saga {saga_id!r} not found")
         held = ""
-        if current.lease_expires_at >= self._clock() and current.lease_owner:
+        if current.status in UNFINISHED and current.lease_expires_at >= self._clock() and current.lease_owner:
             until = datetime.fromtimestamp(current.lease_expires_at, UTC).isoformat(timespec="seconds")
             held = f", driven by {current.lease_owner} (lease until {until})"
         return FailedPrecondition(
