@@ -24,8 +24,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sagascope.api.admin.v1 import admin_pb2, admin_pb2_grpc
 from sagascope.cli.client import login
 from sagascope.common.tls import CLIENT_PREFIX, TlsSettings, open_channel
+from sagascope.local.topology import JAEGER
 
-DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
+# The local stack's Jaeger (`sagascope stack`); Kibana runs in compose only, published there on 5601.
+DEFAULT_JAEGER_URL = JAEGER.query_http.url
 DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
 STATUSES = ("RUNNING", "COMPENSATING", "FAILED", "PAUSED", "COMPLETED", "COMPENSATED")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
