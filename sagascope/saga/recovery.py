@@ -26,7 +26,10 @@ class RecoveryWorker:
         self.interval_seconds = interval_seconds
         self.batch_size = batch_size
         self._background = BackgroundTask("saga-recovery")
-        self._woken: set[asyncio.Task[None]] = set()
+        # Wakes are coalesced: one extra pass runs at a time, and once more if woken meanwhile
+        # (a paced batch resume wakes it for every saga).
+        self._woken: asyncio.Task[None] | None = None
+        self._wake_again = False
 
     async def run_once(self) -> int:
         """Resume every due saga once; returns how many were resumed."""
@@ -48,15 +51,17 @@ class RecoveryWorker:
     def wake(self) -> None:
         """A pass now, beside the periodic one (an operator made a saga due): claiming is a
         compare-and-set, so two passes at once still drive each saga once."""
-        task = asyncio.get_running_loop().create_task(self._drain_logged(), name="saga-recovery-now")
-        self._woken.add(task)
-        task.add_done_callback(self._woken.discard)
+        self._wake_again = True
+        if self._woken is None or self._woken.done():
+            self._woken = asyncio.get_running_loop().create_task(self._drain_woken(), name="saga-recovery-now")
 
-    async def _drain_logged(self) -> None:
-        try:
-            await self._drain()
-        except Exception:
-            log.exception("recovery pass (woken) failed; the periodic pass retries")
+    async def _drain_woken(self) -> None:
+        while self._wake_again:
+            self._wake_again = False
+            try:
+                await self._drain()
+            except Exception:
+                log.exception("recovery pass (woken) failed; the periodic pass retries")
 
     def start(self) -> None:
         self._background.start_every(
@@ -67,7 +72,8 @@ class RecoveryWorker:
 
     async def stop(self) -> None:
         await self._background.stop()
-        for task in list(self._woken):
+        task, self._woken = self._woken, None
+        if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
