@@ -176,7 +176,9 @@ async def _sagascope(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a ``sagascope ...`` command of the answer key as the operator, against the game day's
     order service (the default local ports)."""
     assert argv[0] == "sagascope", argv
-    command = [sys.executable, "-m", "sagascope.cli.main", *argv[1:], *OPERATOR_LOGIN]
+    # The login options belong to `sagascope sagas`, before its subcommand.
+    assert argv[1] == "sagas", argv
+    command = [sys.executable, "-m", "sagascope.cli.main", "sagas", *OPERATOR_LOGIN, *argv[2:]]
     proc = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, cwd=REPO)
     if proc.returncode == 2 and "invalid choice: 'sagas'" in proc.stderr:
         pytest.fail("the admin CLI (`sagascope sagas`, issue 20) is not in this tree: the operator's path cannot run")
