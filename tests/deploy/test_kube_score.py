@@ -8,10 +8,10 @@ import subprocess
 import pytest
 
 from tests.deploy.cluster import Tools
-from tests.deploy.render import Rendering
+from tests.deploy.render import OVERLAYS, Rendering
 
 
-@pytest.mark.parametrize("overlay", ["dev", "production"])
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_critical_findings(tools: Tools, renderings: dict[str, Rendering], overlay: str) -> None:
     proc = subprocess.run(
         [
