@@ -1,5 +1,5 @@
 """components/istio: istioctl validates and analyses it with zero errors, and its policies say
-what the README says — by ServiceAccount, by gRPC method, retries in one place only."""
+what docs/kubernetes.md says — by ServiceAccount, by gRPC method, retries in one place only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.deploy.flows import flows
 from tests.deploy.render import APP, K8S, NAMESPACE, TEST_INPUTS, Rendering, minimum_replicas
 
 ISTIO_OVERLAYS = ["dev-istio", "production-istio"]
-# Istio's ingress gateway, installed by Istio's chart into this namespace (README).
+# Istio's ingress gateway, installed by Istio's chart into this namespace (docs/kubernetes.md).
 GATEWAY_SA = "istio-ingressgateway"
 
 
