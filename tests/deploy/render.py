@@ -26,7 +26,9 @@ TEST_INPUTS = {
     "overlays/production/release.env": f"SERVICE_IMAGE=sagascope/service@{TEST_DIGEST}\n",
     "overlays/production-istio/backends.env": (
         "POSTGRES_HOST=postgres.db.test.internal\n"
+        "POSTGRES_CIDR=10.20.0.0/24\n"
         "MONGODB_HOST=*.mongo.test.internal\n"
+        "MONGODB_CIDR=10.20.1.0/24\n"
         "JAEGER_HOST=jaeger.observability.test.internal\n"
         "ELASTICSEARCH_HOST=es.observability.test.internal\n"
         "PROMETHEUS_HOST=prometheus.observability.test.internal\n"

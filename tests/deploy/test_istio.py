@@ -248,7 +248,10 @@ def test_production_mesh_reaches_each_external_backend(renderings: dict[str, Ren
         for p in e["spec"]["ports"]
         for h in e["spec"]["hosts"]
     }
-    assert {h for _, h in entries} == set(configured.values())
+    assert {h for _, h in entries} == {v for k, v in configured.items() if k.endswith("_HOST")}
+    # The databases' TCP entries match by address: the networks named in backends.env.
+    addresses = {a for e in rendering.of_kind("ServiceEntry") for a in e["spec"].get("addresses", [])}
+    assert addresses == {configured["POSTGRES_CIDR"], configured["MONGODB_CIDR"]}
     api_server = {443, 6443}  # the Kubernetes API: default/kubernetes in the Sidecar
     outside = {
         (app, port["port"])
