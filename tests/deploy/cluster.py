@@ -32,6 +32,7 @@ class Tools:
     kube_score: Path
     istioctl: Path
     istio_crds: Path
+    sd_check: Path  # Prometheus' Kubernetes discovery + relabelling, once (scripts/k8s/sdcheck)
 
 
 class ToolsUnavailable(RuntimeError):
@@ -53,6 +54,7 @@ def install_tools() -> Tools:
         kube_score=Path(values["KUBE_SCORE"]),
         istioctl=Path(values["ISTIOCTL"]),
         istio_crds=Path(values["ISTIO_CRDS"]),
+        sd_check=Path(values["SD_CHECK"]),
     )
 
 

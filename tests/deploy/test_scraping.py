@@ -1,14 +1,13 @@
 """The collector's prometheus receiver in Kubernetes (profiles/k8s.yml) scrapes every service Pod
-on its own, with the collector's own permissions: Prometheus' Kubernetes discovery (promtool, the
-same discovery and relabelling code) runs with the collector ServiceAccount's token against the
-real API server, over the EndpointSlices the controller-manager builds for the dev overlay's Pods,
-and yields one target per Pod with the `job` the dashboards and rules use."""
+on its own, with the collector's own permissions: Prometheus' Kubernetes discovery and relabelling
+(scripts/k8s/sdcheck, the same library code the receiver runs) with the collector ServiceAccount's
+token against the real API server, over the EndpointSlices the controller-manager builds for the
+dev overlay's Pods, yields one target per Pod with the `job` the dashboards and rules use."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.cluster import ControlPlane, create_restricted_namespace
+from tests.deploy.cluster import ControlPlane, Tools, create_restricted_namespace
 from tests.deploy.flows import data_of
 from tests.deploy.render import APP, Rendering, in_namespace, minimum_replicas, pod_spec
 
 NAMESPACE = "sagascope-scrape"
+NODE = "sagascope-scrape-node"
 COLLECTOR_SA = f"system:serviceaccount:{NAMESPACE}:otel-collector"
 # The collector's own ${env:NAME:-default} and $$ (a literal $), resolved as it does with no env set.
 ENV_REFERENCE = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}|\$\$")
@@ -43,11 +43,15 @@ def collector_scrape_config(rendering: Rendering) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def running_pods(cluster: ControlPlane, renderings: dict[str, Rendering]) -> dict[str, list[dict[str, Any]]]:
-    """The dev overlay applied, its service Pods given addresses as a kubelet would (no node runs
-    here): app -> its Pods, as the API server has them once their EndpointSlices list them."""
+    """The dev overlay applied, its service Pods bound to a Node object and given addresses as a
+    scheduler and a kubelet would (neither runs here): app -> its Pods, once the EndpointSlice
+    controller lists them (it skips a Pod whose Node does not exist)."""
     rendering = renderings["dev"]
     create_restricted_namespace(cluster, NAMESPACE)
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=in_namespace(rendering, NAMESPACE))
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    )
     pods: dict[str, list[dict[str, Any]]] = {}
     next_ip = iter(range(10, 250))
     for app in APP:
@@ -62,6 +66,17 @@ def running_pods(cluster: ControlPlane, renderings: dict[str, Rendering]) -> dic
             ),
         )
         for pod in items:
+            name = pod["metadata"]["name"]
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"kind": "Node", "name": NODE},
+            }
+            cluster.kubectl(
+                "create", "--raw", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/binding", "-f", "-",
+                stdin=json.dumps(binding),
+            )  # fmt: skip
             ip = f"10.244.0.{next(next_ip)}"
             status = {
                 "phase": "Running",
@@ -70,7 +85,7 @@ def running_pods(cluster: ControlPlane, renderings: dict[str, Rendering]) -> dic
                 "conditions": [{"type": "Ready", "status": "True"}],
             }
             cluster.kubectl(
-                "patch", "pod", pod["metadata"]["name"], "-n", NAMESPACE, "--subresource=status",
+                "patch", "pod", name, "-n", NAMESPACE, "--subresource=status",
                 "--type=merge", "-p", json.dumps({"status": status}),
             )  # fmt: skip
             pod["status"] = status
@@ -99,30 +114,24 @@ def test_the_collector_may_discover_in_its_namespace_only(cluster: ControlPlane,
 
 
 def test_discovery_finds_one_target_per_service_pod(
-    cluster: ControlPlane, renderings: dict[str, Rendering], running_pods: dict[str, list[dict[str, Any]]],
-    tmp_path: Path,
+    tools: Tools, cluster: ControlPlane, renderings: dict[str, Rendering],
+    running_pods: dict[str, list[dict[str, Any]]], tmp_path: Path,
 ) -> None:  # fmt: skip
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (Debian's prometheus package) is not installed")
     job = collector_scrape_config(renderings["dev"])
-    # Outside a Pod promtool has no namespace file and no in-cluster credentials: name the
-    # namespace, and give it the collector ServiceAccount's token (its permissions, not admin's).
+    # Outside a Pod there is no namespace file and no in-cluster credentials: name the namespace,
+    # and give discovery the collector ServiceAccount's token (its permissions, not admin's).
     (sd,) = job["kubernetes_sd_configs"]
     assert sd.pop("namespaces") == {"own_namespace": True}
     sd["namespaces"] = {"names": [NAMESPACE]}
     sd["kubeconfig_file"] = str(collector_kubeconfig(cluster, tmp_path))
-    job.pop("scrape_protocols")  # Debian's promtool (2.42) predates the setting
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"scrape_configs": [job]}))
-    proc = subprocess.run(
-        [promtool, "check", "service-discovery", "--timeout=20s", str(config), job["job_name"]],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        yaml.safe_dump({k: job[k] for k in ("job_name", "scheme", "kubernetes_sd_configs", "relabel_configs")})
     )
+    proc = subprocess.run([str(tools.sd_check), str(config), "8"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    targets = [t["labels"] for t in json.loads(proc.stdout) if t.get("labels")]
+    assert "forbidden" not in proc.stderr, proc.stderr
+    targets = [json.loads(line) for line in proc.stdout.splitlines()]
     print(json.dumps(targets, indent=1))
     ports = {"identity": 9101, "order": 9102, "payment": 9103}
     expected = {
