@@ -1,9 +1,13 @@
-"""The payment service over a real gRPC socket, against a real nx-27017 and a real identity service."""
+"""The payment service over a real gRPC socket, against a real identity service and two real
+MongoDB-wire servers: nx-27017 (SQLite) and FerretDB (PostgreSQL; tests/support/ferretdb.py).
+Every test that touches storage runs on both (ids ``[nx-27017]`` / ``[ferretdb]``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +23,8 @@ from sagascope.common.faults import FaultSettings
 from sagascope.payment.server import PaymentApp
 from sagascope.payment.settings import PaymentSettings
 from sagascope.payment.store import MongoUnavailable
+from tests.support import ferretdb
+from tests.support import postgres as pg_support
 from tests.support.identity import running_identity
 from tests.support.mongo import free_port, running_nx27017
 
@@ -60,15 +66,44 @@ class Harness:
 
 
 StartPayment = Callable[..., Awaitable[Harness]]
+MONGO_SERVERS = ["nx-27017", "ferretdb"]
+
+
+@pytest.fixture(scope="module")
+def ferretdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One FerretDB for the module (each test gets its own database in it)."""
+    if os.environ.get("PAYMENT_MONGO_URL"):
+        yield os.environ["PAYMENT_MONGO_URL"]
+        return
+    reason = ferretdb.unavailable_reason()
+    if reason:
+        if os.environ.get("SAGASCOPE_REQUIRE_FERRETDB") == "1":
+            pytest.fail(f"required: {reason}")
+        pytest.skip(reason)
+    with (
+        pg_support.throwaway_cluster() as cluster,
+        ferretdb.running_ferretdb(tmp_path_factory.mktemp("ferretdb"),
+                                  pg_support.fresh_database(cluster, "ferretdb")) as url,
+    ):
+        yield url
+
+
+@pytest.fixture(params=MONGO_SERVERS)
+async def mongo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """(URL, database) on each MongoDB-wire server: a fresh nx-27017 per test, or a fresh database
+    in the module's FerretDB."""
+    if request.param == "nx-27017":
+        async with running_nx27017(tmp_path / "mongo") as url:
+            yield url, "payments_test"
+    else:
+        yield request.getfixturevalue("ferretdb_url"), f"payments_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-async def start_payment(tmp_path: Path) -> AsyncIterator[StartPayment]:
-    """Start identity and nx-27017 once per test; ``await start_payment(faults=...)`` starts payment."""
-    async with (
-        running_identity(tmp_path / "identity") as identity,
-        running_nx27017(tmp_path / "mongo") as url,
-    ):
+async def start_payment(tmp_path: Path, mongo: tuple[str, str]) -> AsyncIterator[StartPayment]:
+    """Start identity once per test; ``await start_payment(faults=...)`` starts payment on ``mongo``."""
+    url, database = mongo
+    async with running_identity(tmp_path / "identity") as identity:
         token = await identity.login(*SERVICE_ACCOUNT)
         started: list[Harness] = []
 
@@ -78,7 +113,7 @@ async def start_payment(tmp_path: Path) -> AsyncIterator[StartPayment]:
                 host="127.0.0.1",
                 grpc_port=0,
                 mongo_url=url,
-                mongo_db="payments_test",
+                mongo_db=database,
                 mongo_connect_timeout_seconds=10,
                 limit_major=limit_major,
                 faults=faults or FaultSettings(),
