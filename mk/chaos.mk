@@ -13,10 +13,8 @@ export CHAOS_SAGAS CHAOS_SEED CHAOS_CONCURRENCY CHAOS_REPORT
 toxiproxy-install: ## build toxiproxy-server once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/tools (Go module proxy)
 	bash scripts/backends/go_tool.sh toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server $(TOXIPROXY_VERSION)
 
-FERRETDB_VERSION ?= $(shell sed -n 's/^FERRETDB_VERSION=//p' .env)
-
 ferretdb-install: ## build FerretDB (payment's second MongoDB-wire server in the integration tier) once into the cache
-	nice bash scripts/backends/go_tool.sh ferretdb github.com/FerretDB/FerretDB/cmd/ferretdb $(FERRETDB_VERSION)
+	nice bash scripts/backends/build_ferretdb.sh
 
 chaos: $(STAMP) toxiproxy-install ## chaos campaign: CHAOS_SAGAS (2000) sagas, network faults, SIGKILLs, restarts; audit -> CHAOS_REPORT
 	$(PY) -m tools.chaos

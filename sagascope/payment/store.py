@@ -2,8 +2,10 @@
 
 The unique index on ``idempotency_key`` is the idempotency guarantee: two
 concurrent charges with one key cannot both insert, and the loser re-reads the
-winner's document. Refunds are one conditional ``find_one_and_update`` (filter
-on ``status: CHARGED``) so a refund can never apply twice.
+winner's document. A refund is decided the same way: by inserting a claim keyed
+by the payment id into ``payment_refund_claims`` (see :meth:`PaymentStore.mark_refunded`),
+so a refund can never apply twice — an insert against a unique key is the one
+write every MongoDB-wire server we run on makes atomic.
 
 Differences from real MongoDB seen with nx-27017 (the embedded, SQLite-backed
 server used by ``make demo`` and the integration tests) — this module avoids
@@ -23,6 +25,12 @@ each one, so it behaves the same on both:
   an ``idempotency_key``, so this never matters here.
 - ``find_one_and_replace`` moves ``_id`` to the end of the returned document
   (cosmetic; not used here).
+
+And with FerretDB v1 (PostgreSQL backend; docs/testing.md, "A second MongoDB-wire
+server"): a conditional update (``find_one_and_update``, ``update_one``) reads the
+matching documents, then writes each back by ``_id`` without checking the filter
+again, so concurrent updates with the same filter all succeed, the last writer
+winning. Refunds therefore do not rely on the filter ``status: CHARGED`` alone.
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from sagascope.payment.domain import Payment, PaymentStatus
 log = logging.getLogger(__name__)
 
 COLLECTION = "payments"
+REFUND_CLAIMS = "payment_refund_claims"  # one document per refunded payment, ``_id`` = the payment's id
 IDEMPOTENCY_INDEX = "idempotency_key_unique"
+CLAIM_WAIT_SECONDS = 2.0  # how long a losing refund waits for the winner's update before finishing it
 
 
 class MongoUnavailable(RuntimeError):
@@ -118,12 +128,13 @@ def from_document(document: Mapping[str, Any]) -> Payment:
 
 
 class PaymentStore:
-    def __init__(self, collection: AsyncIOMotorCollection) -> None:
+    def __init__(self, collection: AsyncIOMotorCollection, refund_claims: AsyncIOMotorCollection) -> None:
         self._collection = collection
+        self._claims = refund_claims
 
     @classmethod
     def for_database(cls, client: AsyncIOMotorClient, database: str) -> PaymentStore:
-        return cls(client[database][COLLECTION])
+        return cls(client[database][COLLECTION], client[database][REFUND_CLAIMS])
 
     async def ensure_indexes(self) -> None:
         """Idempotent; run at start-up before the service reports SERVING."""
@@ -154,14 +165,29 @@ class PaymentStore:
     async def mark_refunded(
         self, payment_id: str, reason: str, refund_idempotency_key: str
     ) -> Payment | None:
-        """CHARGED -> REFUNDED atomically; None when the payment is not (or no longer) CHARGED."""
+        """CHARGED -> REFUNDED exactly once; None when the payment is not (or no longer) CHARGED.
+
+        The refund that inserts the claim (``_id`` = the payment id) updates the payment. A refund
+        whose claim insert loses waits for that update and returns the refunded payment; should
+        the winner have died between its claim and its update, the loser finishes it with the
+        winner's key and reason. (The conditional update alone let every concurrent refund "win"
+        on FerretDB v1; see the module docstring.)
+        """
+        claim = {"_id": payment_id, "refund_idempotency_key": refund_idempotency_key, "refund_reason": reason}
+        try:
+            await self._claims.insert_one(claim)
+        except DuplicateKeyError:
+            settled = await self._wait_until_not_charged(payment_id)
+            if settled is not None:
+                return settled if settled.status is PaymentStatus.REFUNDED else None
+            claim = await self._claims.find_one({"_id": payment_id}) or claim  # finish the winner's refund
         document = await self._collection.find_one_and_update(
             {"_id": payment_id, "status": PaymentStatus.CHARGED.value},
             {
                 "$set": {
                     "status": PaymentStatus.REFUNDED.value,
-                    "refund_reason": reason,
-                    "refund_idempotency_key": refund_idempotency_key,
+                    "refund_reason": claim["refund_reason"],
+                    "refund_idempotency_key": claim["refund_idempotency_key"],
                 },
                 # $currentDate, not $set: nx-27017 would store a $set datetime as a string.
                 "$currentDate": {"updated_at": True},
@@ -169,3 +195,15 @@ class PaymentStore:
             return_document=ReturnDocument.AFTER,
         )
         return from_document(document) if document else None
+
+    async def _wait_until_not_charged(self, payment_id: str) -> Payment | None:
+        """The payment once it is no longer CHARGED; None if it still is after CLAIM_WAIT_SECONDS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_WAIT_SECONDS
+        while True:
+            payment = await self.get(payment_id)
+            if payment is not None and payment.status is not PaymentStatus.CHARGED:
+                return payment
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.02)

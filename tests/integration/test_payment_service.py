@@ -247,6 +247,22 @@ async def test_concurrent_refunds_refund_once(payment: Harness) -> None:
     )
     assert all(r.status == pb.PAYMENT_STATUS_REFUNDED for r in results)
     assert len({r.updated_at.ToNanoseconds() for r in results}) == 1  # one update, seen by all
+    stored = await payment.app.store.get(charged.id)
+    assert stored is not None and stored.refund_idempotency_key in {f"refund-{i}" for i in range(10)}
+    assert await payment.app.store._claims.count_documents({}) == 1
+
+
+async def test_a_refund_whose_claimant_died_is_finished_by_the_next(payment: Harness) -> None:
+    """A refund that claimed the payment and died before updating it (the claim is there, the payment
+    still CHARGED) is finished by the next refund, with the first one's key and reason."""
+    charged = await payment.process()
+    await payment.app.store._claims.insert_one(
+        {"_id": charged.id, "refund_idempotency_key": "refund-died", "refund_reason": "confirm failed"}
+    )
+    refunded = await payment.refund(payment_id=charged.id, idempotency_key="refund-next", reason="again")
+    assert refunded.status == pb.PAYMENT_STATUS_REFUNDED and refunded.refund_reason == "confirm failed"
+    stored = await payment.app.store.get(charged.id)
+    assert stored is not None and stored.refund_idempotency_key == "refund-died"
 
 
 async def test_refund_of_a_declined_payment_is_failed_precondition(payment: Harness) -> None:
