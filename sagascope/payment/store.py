@@ -12,9 +12,9 @@ server used by ``make demo`` and the integration tests) — this module avoids
 each one, so it behaves the same on both:
 
 - ``$set`` of a ``datetime`` stores a naive string (``"2026-01-02 03:04:05.678000"``),
-  not a BSON date. Updates therefore set ``updated_at`` with ``$currentDate``,
-  which stores a real date; datetimes are only written by ``insert_one``.
-  :func:`_as_utc` still accepts such strings, should one ever be read.
+  not a BSON date. A refund sets ``updated_at`` to its claim's time that way (every
+  write of one refund must be the same write), so on nx-27017 a refunded payment's
+  ``updated_at`` is such a string; :func:`_as_utc` reads it back as UTC.
 - ``$push`` of a subdocument stores it as a JSON string: documents here have no
   arrays of subdocuments.
 - ``index_information()`` reports our unique index as
@@ -30,7 +30,8 @@ And with FerretDB v1 (PostgreSQL backend; docs/testing.md, "A second MongoDB-wir
 server"): a conditional update (``find_one_and_update``, ``update_one``) reads the
 matching documents, then writes each back by ``_id`` without checking the filter
 again, so concurrent updates with the same filter all succeed, the last writer
-winning. Refunds therefore do not rely on the filter ``status: CHARGED`` alone.
+winning. Refunds therefore do not rely on the filter ``status: CHARGED`` alone
+(:meth:`PaymentStore.mark_refunded`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 COLLECTION = "payments"
 REFUND_CLAIMS = "payment_refund_claims"  # one document per refunded payment, ``_id`` = the payment's id
 IDEMPOTENCY_INDEX = "idempotency_key_unique"
-CLAIM_WAIT_SECONDS = 2.0  # how long a losing refund waits for the winner's update before finishing it
 
 
 class MongoUnavailable(RuntimeError):
@@ -165,22 +165,29 @@ class PaymentStore:
     async def mark_refunded(
         self, payment_id: str, reason: str, refund_idempotency_key: str
     ) -> Payment | None:
-        """CHARGED -> REFUNDED exactly once; None when the payment is not (or no longer) CHARGED.
+        """CHARGED -> REFUNDED once; None when the payment is not (or no longer) CHARGED.
 
-        The refund that inserts the claim (``_id`` = the payment id) updates the payment. A refund
-        whose claim insert loses waits for that update and returns the refunded payment; should
-        the winner have died between its claim and its update, the loser finishes it with the
-        winner's key and reason. (The conditional update alone let every concurrent refund "win"
-        on FerretDB v1; see the module docstring.)
+        The first refund to insert the claim (``_id`` = the payment id) decides the refund's key,
+        reason and time; every refund then writes exactly those values (the winner, a concurrent
+        loser, or a later one finishing a refund whose claimant died or was cancelled between its
+        claim and its update). On FerretDB v1 several of those writes may land (its conditional
+        update is not atomic; see the module docstring), but they are the same write, so the
+        payment is refunded once and every caller sees the same payment. Nobody waits for anybody:
+        a waiting loser would outlive its caller's deadline, and a claimant cancelled by that
+        deadline would leave every later refund waiting for it.
         """
-        claim = {"_id": payment_id, "refund_idempotency_key": refund_idempotency_key, "refund_reason": reason}
+        now = datetime.now(UTC)
+        claim = {
+            "_id": payment_id,
+            "refund_idempotency_key": refund_idempotency_key,
+            "refund_reason": reason,
+            # BSON keeps milliseconds: the winner writes what a loser will read back from the claim.
+            "at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+        }
         try:
             await self._claims.insert_one(claim)
         except DuplicateKeyError:
-            settled = await self._wait_until_not_charged(payment_id)
-            if settled is not None:
-                return settled if settled.status is PaymentStatus.REFUNDED else None
-            claim = await self._claims.find_one({"_id": payment_id}) or claim  # finish the winner's refund
+            claim = await self._claims.find_one({"_id": payment_id}) or claim
         document = await self._collection.find_one_and_update(
             {"_id": payment_id, "status": PaymentStatus.CHARGED.value},
             {
@@ -188,22 +195,11 @@ class PaymentStore:
                     "status": PaymentStatus.REFUNDED.value,
                     "refund_reason": claim["refund_reason"],
                     "refund_idempotency_key": claim["refund_idempotency_key"],
+                    # The claim's time, not $currentDate: every write of this refund is the same
+                    # write (nx-27017 stores this $set datetime as a string; _as_utc reads it).
+                    "updated_at": claim.get("at") or now,
                 },
-                # $currentDate, not $set: nx-27017 would store a $set datetime as a string.
-                "$currentDate": {"updated_at": True},
             },
             return_document=ReturnDocument.AFTER,
         )
         return from_document(document) if document else None
-
-    async def _wait_until_not_charged(self, payment_id: str) -> Payment | None:
-        """The payment once it is no longer CHARGED; None if it still is after CLAIM_WAIT_SECONDS."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CLAIM_WAIT_SECONDS
-        while True:
-            payment = await self.get(payment_id)
-            if payment is not None and payment.status is not PaymentStatus.CHARGED:
-                return payment
-            if loop.time() >= deadline:
-                return None
-            await asyncio.sleep(0.02)

@@ -256,13 +256,15 @@ async def test_a_refund_whose_claimant_died_is_finished_by_the_next(payment: Har
     """A refund that claimed the payment and died before updating it (the claim is there, the payment
     still CHARGED) is finished by the next refund, with the first one's key and reason."""
     charged = await payment.process()
+    died_at = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
     await payment.app.store._claims.insert_one(
-        {"_id": charged.id, "refund_idempotency_key": "refund-died", "refund_reason": "confirm failed"}
+        {"_id": charged.id, "refund_idempotency_key": "refund-died", "refund_reason": "confirm failed", "at": died_at}
     )
     refunded = await payment.refund(payment_id=charged.id, idempotency_key="refund-next", reason="again")
     assert refunded.status == pb.PAYMENT_STATUS_REFUNDED and refunded.refund_reason == "confirm failed"
     stored = await payment.app.store.get(charged.id)
-    assert stored is not None and stored.refund_idempotency_key == "refund-died"
+    assert stored is not None and stored.refund_idempotency_key == "refund-died" and stored.updated_at == died_at
+    # A refund cancelled by its caller's deadline after its claim is this case too: nobody waits for it.
 
 
 async def test_refund_of_a_declined_payment_is_failed_precondition(payment: Harness) -> None:
