@@ -22,14 +22,18 @@ import random
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sagascope.cli.client import OrderClient, login, order_request
 from sagascope.cli.demo import run_scenarios
 from sagascope.local.backends import BackendsNotInstalled, BackendStack
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor
-from sagascope.local.topology import COLLECTOR, service_telemetry_environment
+from sagascope.local.topology import COLLECTOR, JAEGER, PROMETHEUS, service_telemetry_environment
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_ORDERS = int(os.environ.get("E2E_LOAD_ORDERS", "120"))
@@ -107,6 +111,55 @@ async def production_load(stack: LocalStack) -> list[dict[str, str]]:
     return placed
 
 
+def _get_json(url: str, form: dict[str, str] | None = None) -> Any:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=15) as reply:
+        return json.load(reply)
+
+
+async def poll(what: str, probe: Callable[[], tuple[bool, str]], deadline_s: float, every_s: float = 1.0) -> bool:
+    """Call ``probe`` (blocking, in a thread) until it says done or ``deadline_s`` passes; says how
+    long it took, or what it last saw. A condition with a deadline instead of a fixed sleep."""
+    started = time.monotonic()
+    last = ""
+    while time.monotonic() - started < deadline_s:
+        try:
+            done, last = await asyncio.to_thread(probe)
+        except OSError as exc:  # a backend still starting, or busy
+            done, last = False, f"{type(exc).__name__}: {exc}"
+        if done:
+            say(f"{what}: after {time.monotonic() - started:.1f}s ({last})")
+            return True
+        await asyncio.sleep(every_s)
+    say(f"{what}: not within {deadline_s:.0f}s (last: {last}); the tests will say what is missing")
+    return False
+
+
+def sagas_in_prometheus(at_least: int) -> Callable[[], tuple[bool, str]]:
+    """Prometheus holds the finished sagas' counter, through the collector, up to ``at_least``."""
+    def probe() -> tuple[bool, str]:
+        body = _get_json(f"{PROMETHEUS.web.url}/api/v1/query", {"query": "sum(saga_finished_total)"})
+        result = body["data"]["result"]
+        value = float(result[0]["value"][1]) if result else 0.0
+        return value >= at_least, f"sum(saga_finished_total) = {value:g}, want >= {at_least}"
+    return probe
+
+
+def saga_traces_settled(since_s: float, at_least: int) -> Callable[[], tuple[bool, str]]:
+    """The tail sampler has decided: Jaeger's count of saga traces since ``since_s`` (epoch) is at
+    least ``at_least`` (every compensated one is kept) and no longer grows between two reads."""
+    last: list[int] = []
+
+    def probe() -> tuple[bool, str]:
+        query = urllib.parse.urlencode({"service": "order-service", "operation": "saga CreateOrder",
+                                        "start": int(since_s * 1e6), "limit": 5000})
+        count = len(_get_json(f"{JAEGER.query_http.url}/api/traces?{query}").get("data") or [])
+        settled = bool(last) and last[-1] == count and count >= at_least
+        last.append(count)
+        return settled, f"{count} saga traces kept, want >= {at_least} and unchanged between reads"
+    return probe
+
+
 def pytest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *args]
 
@@ -157,8 +210,8 @@ async def run() -> int:
             return 1
         compensated = next(o for o in outcomes if o.scenario.startswith("confirm fails"))
         say(f"compensated order {compensated.order_id}, correlation id {compensated.correlation_id}")
-        say("waiting for a Prometheus scrape and the batch exporters (12 s)")
-        await asyncio.sleep(12)
+        await poll("the load's sagas in Prometheus (scraped by the collector, remote-written)",
+                   sagas_in_prometheus(counts.get("COMPLETED", 0) + counts.get("CANCELLED", 0)), deadline_s=90)
         test_env = {
             **os.environ,
             **telemetry_env,
@@ -175,14 +228,16 @@ async def run() -> int:
 
         say("production profile: the collector again, with tail sampling (profiles/production.yml)")
         await backends.restart_collector(["production"], env=TAIL_SAMPLING_ENV)
-        started = time.monotonic()
+        started, load_began = time.monotonic(), time.time()
         orders = await production_load(stack)
         statuses = {s: sum(o["status"] == s for o in orders) for s in {o["status"] for o in orders}}
         say(f"production load: {len(orders)} orders in {time.monotonic() - started:.1f}s -> {statuses}")
         orders_file = E2E_DIR / "production-orders.json"
         orders_file.write_text(json.dumps(orders, indent=1))
-        say("waiting for the sampler's decisions and the exporters (12 s)")
-        await asyncio.sleep(12)
+        # Decisions come TAIL_SAMPLING_DECISION_WAIT (5 s) after a trace's first span: poll until
+        # the kept traces stop growing, at least every compensated one among them.
+        await poll("the tail sampler's decisions in Jaeger",
+                   saga_traces_settled(load_began, statuses.get("CANCELLED", 0)), deadline_s=90, every_s=3.0)
         production_env = {**test_env, **TAIL_SAMPLING_ENV, "E2E_PRODUCTION_ORDERS": str(orders_file)}
         # -rP: the sampled shares the tests print
         production_pytest = pytest_command("-rP", production_tests)

@@ -1,10 +1,17 @@
 """Resilience for every outgoing call: a deadline, bounded jittered retries, a breaker.
 
 One :class:`Downstream` per remote service. It retries only UNAVAILABLE and
-DEADLINE_EXCEEDED (with full-jitter exponential backoff), counts only those as
-breaker failures (an INVALID_ARGUMENT is the caller's fault, not the
-downstream's), and reports every retry, timeout and breaker transition to a
-:class:`ResilienceEvents` sink (metrics and span events live in telemetry).
+DEADLINE_EXCEEDED (with full-jitter exponential backoff), and reports every
+retry, timeout and breaker transition to a :class:`ResilienceEvents` sink
+(metrics and span events live in telemetry).
+
+The breaker counts *calls*, not attempts: a call whose retries are exhausted is
+one failure (an INVALID_ARGUMENT is the caller's fault, not the downstream's,
+and is none). One request's retries are not independent witnesses that the
+downstream is down: counted per attempt, two slow or failing requests in a row
+(3 attempts each against ``fail_max=5``) opened the breaker for every other
+caller while the downstream served them fine (the chaos campaign's goodput,
+benchmarks/chaos/FINDINGS.md).
 
 Callers learn one thing that matters for a saga: did the request possibly take
 effect? :class:`DownstreamUnavailable` says so in ``maybe_applied``.
@@ -57,8 +64,8 @@ class NoResilienceEvents:
 
 class NotSent(Exception):
     """Raised by a caller's invoke function when it knows the request never left
-    (e.g. injected unreachability). Retryable, counts against the breaker, and
-    a final failure is reported with ``maybe_applied=False``."""
+    (e.g. injected unreachability). Retryable; a call that ends with it counts
+    against the breaker, and is reported with ``maybe_applied=False``."""
 
 
 class DownstreamUnavailable(Exception):
@@ -68,6 +75,7 @@ class DownstreamUnavailable(Exception):
     def __init__(self, target: str, message: str, code: grpc.StatusCode, maybe_applied: bool) -> None:
         super().__init__(f"{target} unavailable: {message}")
         self.target = target
+        self.detail = message
         self.code = code
         self.maybe_applied = maybe_applied
 
@@ -111,7 +119,7 @@ class BreakerPolicy:
 
 
 def _is_business_error(exc: BaseException) -> bool:
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in RETRYABLE_CODES
+    return isinstance(exc, DownstreamRejected)
 
 
 class _StateListener(CircuitBreakerListener):  # type: ignore[misc]
@@ -149,28 +157,27 @@ class Downstream:
 
     async def call(self, invoke: Callable[[float], Awaitable[T]]) -> T:
         """Run ``invoke(timeout_s)`` under the policy; the same request (and its
-        idempotency key) is sent on every attempt, so retrying is safe."""
+        idempotency key) is sent on every attempt, so retrying is safe. The breaker
+        sees the call once, after its retries (see the module docstring)."""
+        try:
+            return await self.breaker.call_async(self._with_retries, invoke)
+        except CircuitBreakerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, DownstreamUnavailable):  # this call's failure opened it: say what happened
+                raise DownstreamUnavailable(
+                    self.target, f"{cause.detail} (circuit breaker opened)", cause.code, cause.maybe_applied
+                ) from cause
+            raise DownstreamUnavailable(  # open: nothing was sent
+                self.target, "circuit breaker open; failing fast", grpc.StatusCode.UNAVAILABLE, maybe_applied=False
+            ) from exc
+
+    async def _with_retries(self, invoke: Callable[[float], Awaitable[T]]) -> T:
         maybe_applied = False
         last_code = grpc.StatusCode.UNAVAILABLE
         last_message = ""
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                return await self.breaker.call_async(invoke, self.retry.attempt_timeout_s)
-            except CircuitBreakerError as exc:
-                cause = exc.__cause__
-                if cause is None:  # open: nothing was sent this time
-                    raise DownstreamUnavailable(
-                        self.target,
-                        "circuit breaker open; failing fast",
-                        grpc.StatusCode.UNAVAILABLE,
-                        maybe_applied,
-                    ) from exc
-                # This attempt tripped the breaker: report what actually happened to it.
-                maybe_applied = maybe_applied or not isinstance(cause, NotSent)
-                code, message = _describe(cause)
-                raise DownstreamUnavailable(
-                    self.target, f"{message} (circuit breaker opened)", code, maybe_applied
-                ) from cause
+                return await invoke(self.retry.attempt_timeout_s)
             except NotSent as exc:
                 last_code, last_message = grpc.StatusCode.UNAVAILABLE, str(exc)
             except grpc.aio.AioRpcError as exc:
@@ -187,9 +194,3 @@ class Downstream:
         raise DownstreamUnavailable(
             self.target, f"{last_message} after {self.retry.max_attempts} attempts", last_code, maybe_applied
         )
-
-
-def _describe(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code(), exc.details() or exc.code().name
-    return grpc.StatusCode.UNAVAILABLE, str(exc)

@@ -14,7 +14,7 @@
 | ORDER_SERVICE_PASSWORD | (dev default) | its password; required outside development |
 | ORDER_PAYMENT_TIMEOUT_SECONDS | 2.0 | deadline of one payment call attempt |
 | ORDER_PAYMENT_MAX_ATTEMPTS | 3 | attempts per payment call (retries on UNAVAILABLE/DEADLINE_EXCEEDED only) |
-| ORDER_BREAKER_FAIL_MAX | 5 | consecutive failures that open the payment breaker |
+| ORDER_BREAKER_FAIL_MAX | 5 | consecutive failed calls (each after its retries) that open the payment breaker |
 | ORDER_BREAKER_RESET_SECONDS | 10 | how long the breaker stays open before a trial call |
 | ORDER_SAGA_LEASE_SECONDS | 30 | how long an orchestrator owns a saga without writing before another may take it |
 | ORDER_RECOVERY_INTERVAL_SECONDS | 5 | how often recovery looks for unfinished sagas |

@@ -2,17 +2,19 @@
 
 The unique index on ``idempotency_key`` is the idempotency guarantee: two
 concurrent charges with one key cannot both insert, and the loser re-reads the
-winner's document. Refunds are one conditional ``find_one_and_update`` (filter
-on ``status: CHARGED``) so a refund can never apply twice.
+winner's document. A refund is decided the same way: by inserting a claim keyed
+by the payment id into ``payment_refund_claims`` (see :meth:`PaymentStore.mark_refunded`),
+so a refund can never apply twice — an insert against a unique key is the one
+write every MongoDB-wire server we run on makes atomic.
 
 Differences from real MongoDB seen with nx-27017 (the embedded, SQLite-backed
 server used by ``make demo`` and the integration tests) — this module avoids
 each one, so it behaves the same on both:
 
 - ``$set`` of a ``datetime`` stores a naive string (``"2026-01-02 03:04:05.678000"``),
-  not a BSON date. Updates therefore set ``updated_at`` with ``$currentDate``,
-  which stores a real date; datetimes are only written by ``insert_one``.
-  :func:`_as_utc` still accepts such strings, should one ever be read.
+  not a BSON date. A refund sets ``updated_at`` to its claim's time that way (every
+  write of one refund must be the same write), so on nx-27017 a refunded payment's
+  ``updated_at`` is such a string; :func:`_as_utc` reads it back as UTC.
 - ``$push`` of a subdocument stores it as a JSON string: documents here have no
   arrays of subdocuments.
 - ``index_information()`` reports our unique index as
@@ -23,6 +25,13 @@ each one, so it behaves the same on both:
   an ``idempotency_key``, so this never matters here.
 - ``find_one_and_replace`` moves ``_id`` to the end of the returned document
   (cosmetic; not used here).
+
+And with FerretDB v1 (PostgreSQL backend; docs/testing.md, "A second MongoDB-wire
+server"): a conditional update (``find_one_and_update``, ``update_one``) reads the
+matching documents, then writes each back by ``_id`` without checking the filter
+again, so concurrent updates with the same filter all succeed, the last writer
+winning. Refunds therefore do not rely on the filter ``status: CHARGED`` alone
+(:meth:`PaymentStore.mark_refunded`).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from sagascope.payment.domain import Payment, PaymentStatus
 log = logging.getLogger(__name__)
 
 COLLECTION = "payments"
+REFUND_CLAIMS = "payment_refund_claims"  # one document per refunded payment, ``_id`` = the payment's id
 IDEMPOTENCY_INDEX = "idempotency_key_unique"
 
 
@@ -118,12 +128,13 @@ def from_document(document: Mapping[str, Any]) -> Payment:
 
 
 class PaymentStore:
-    def __init__(self, collection: AsyncIOMotorCollection) -> None:
+    def __init__(self, collection: AsyncIOMotorCollection, refund_claims: AsyncIOMotorCollection) -> None:
         self._collection = collection
+        self._claims = refund_claims
 
     @classmethod
     def for_database(cls, client: AsyncIOMotorClient, database: str) -> PaymentStore:
-        return cls(client[database][COLLECTION])
+        return cls(client[database][COLLECTION], client[database][REFUND_CLAIMS])
 
     async def ensure_indexes(self) -> None:
         """Idempotent; run at start-up before the service reports SERVING."""
@@ -154,17 +165,40 @@ class PaymentStore:
     async def mark_refunded(
         self, payment_id: str, reason: str, refund_idempotency_key: str
     ) -> Payment | None:
-        """CHARGED -> REFUNDED atomically; None when the payment is not (or no longer) CHARGED."""
+        """CHARGED -> REFUNDED once; None when the payment is not (or no longer) CHARGED.
+
+        The first refund to insert the claim (``_id`` = the payment id) decides the refund's key,
+        reason and time; every refund then writes exactly those values (the winner, a concurrent
+        loser, or a later one finishing a refund whose claimant died or was cancelled between its
+        claim and its update). On FerretDB v1 several of those writes may land (its conditional
+        update is not atomic; see the module docstring), but they are the same write, so the
+        payment is refunded once and every caller sees the same payment. Nobody waits for anybody:
+        a waiting loser would outlive its caller's deadline, and a claimant cancelled by that
+        deadline would leave every later refund waiting for it.
+        """
+        now = datetime.now(UTC)
+        claim = {
+            "_id": payment_id,
+            "refund_idempotency_key": refund_idempotency_key,
+            "refund_reason": reason,
+            # BSON keeps milliseconds: the winner writes what a loser will read back from the claim.
+            "at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+        }
+        try:
+            await self._claims.insert_one(claim)
+        except DuplicateKeyError:
+            claim = await self._claims.find_one({"_id": payment_id}) or claim
         document = await self._collection.find_one_and_update(
             {"_id": payment_id, "status": PaymentStatus.CHARGED.value},
             {
                 "$set": {
                     "status": PaymentStatus.REFUNDED.value,
-                    "refund_reason": reason,
-                    "refund_idempotency_key": refund_idempotency_key,
+                    "refund_reason": claim["refund_reason"],
+                    "refund_idempotency_key": claim["refund_idempotency_key"],
+                    # The claim's time, not $currentDate: every write of this refund is the same
+                    # write (nx-27017 stores this $set datetime as a string; _as_utc reads it).
+                    "updated_at": claim.get("at") or now,
                 },
-                # $currentDate, not $set: nx-27017 would store a $set datetime as a string.
-                "$currentDate": {"updated_at": True},
             },
             return_document=ReturnDocument.AFTER,
         )

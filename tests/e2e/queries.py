@@ -9,6 +9,8 @@
   with its index pattern, columns, sort and KQL query, and :func:`kql_to_es` to turn
   that query into Elasticsearch query DSL.
 - :func:`render_promql` — replaces Grafana's variables with values Prometheus accepts.
+- :func:`may_be_empty` — why an expression may legitimately return no series after the e2e
+  load (:data:`MAY_BE_EMPTY`); every other one must return data.
 
 Standard library plus PyYAML-free parsing of the rule files (they are read with
 ``yaml`` when importable, else with a small ``expr:`` scanner), so it imports
@@ -164,6 +166,78 @@ def _scan_rules(text: str) -> list[dict[str, Any]]:
 
 def all_prom_queries() -> list[PromQuery]:
     return dashboard_queries() + rule_queries()
+
+
+# --- which expressions may return nothing after the e2e load, and why ---------
+
+ALERTS_MAY_BE_EMPTY = (
+    "an alert's expression has series only while its condition holds; the e2e run is healthy, so most "
+    "never fire (a few may, e.g. the compensation ratio after the load's injected failures)"
+)
+_FIVE_MINUTES = "a five-minute window: empty once the run's last CreateOrder (or its last error) is older"
+_NO_ERRORS = "no error of its kind in the e2e run, so its numerator is a sum over no series, and so is the ratio"
+
+
+@dataclass(frozen=True)
+class MayBeEmpty:
+    """Queries named ``name`` ("*": any rule), optionally only ``ref`` and expressions containing
+    ``contains``, may return nothing, because of ``reason``."""
+
+    name: str
+    reason: str
+    ref: str = ""
+    contains: str = ""
+
+    def matches(self, query: PromQuery) -> bool:
+        named = self.name == query.name or (self.name == "*" and query.ref in ("record", "alert"))
+        return named and (not self.ref or self.ref == query.ref) and self.contains in query.expr
+
+
+MAY_BE_EMPTY: list[MayBeEmpty] = [
+    # dashboards/resilience.json
+    MayBeEmpty("Timeouts per second by target", "no outgoing call runs past its deadline: the e2e load asks "
+               "for no latency fault"),
+    MayBeEmpty("Outgoing call failures by code", "no outgoing gRPC call fails: the demo's injected "
+               "unreachability fails before anything is sent, and a decline is an OK reply"),
+    # dashboards/saga-overview.json
+    MayBeEmpty("FAILED (in range)", "no saga ends FAILED: no refund fails in the e2e run"),
+    MayBeEmpty("Recovered (in range)", "no saga is resumed: no process restarts mid-saga in this phase"),
+    *(MayBeEmpty(title, "the saga-log gauges have series only for sagas still unfinished; every e2e saga "
+                 "finishes", ref="A")
+      for title in ("Unfinished sagas by status and step (saga log)", "Longest without progress by step (saga log)",
+                    "Compensations parked as FAILED: oldest age (saga log)",
+                    "Recovery attempts and due sagas (saga log)")),
+    # dashboards/service-red.json
+    MayBeEmpty("Login attempts throttled per minute by reason", "no login is throttled in the e2e run"),
+    # dashboards/slos.json
+    MayBeEmpty("SLO alerts firing", "no SLO burn alert should fire in a healthy run"),
+    MayBeEmpty("Burn rate now (5m window)", _FIVE_MINUTES),
+    MayBeEmpty("SLI error ratio by alert window", _FIVE_MINUTES, ref="A"),
+    # dashboards/telemetry-pipeline.json: the failure counters (the first failure creates the series)
+    *(MayBeEmpty(title, "a failure counter: the collector refuses, fails or drops nothing in a healthy run",
+                 ref=ref)
+      for title, ref in (("Spans received and refused per second", "B"),
+                         ("Log records received and refused per second", "B"),
+                         ("Spans exported, failed and dropped per second by exporter", "B"),
+                         ("Spans exported, failed and dropped per second by exporter", "C"),
+                         ("Log records exported, failed and dropped per second by exporter", "B"),
+                         ("Log records exported, failed and dropped per second by exporter", "C"))),
+    # observability/prometheus/slo.rules.yml (recording rules, as written)
+    MayBeEmpty("slo:sli_error:ratio_rate5m", _FIVE_MINUTES),
+    MayBeEmpty("slo:current_burn_rate:ratio", _FIVE_MINUTES + " (built on the five-minute SLI)"),
+    MayBeEmpty("*", f"saga-success: no saga ends FAILED; {_NO_ERRORS}", contains='outcome="failed"'),
+    MayBeEmpty("*", f"saga-success: {_NO_ERRORS}", contains='sloth_slo="saga-success"'),
+    MayBeEmpty("*", f"payment-availability: payment answers no server error; {_NO_ERRORS}",
+               contains='job="payment-service"'),
+    MayBeEmpty("*", f"payment-availability: {_NO_ERRORS}", contains='sloth_slo="payment-availability"'),
+]
+
+
+def may_be_empty(query: PromQuery) -> str:
+    """Why ``query`` may return no series after the e2e load; "" when it must return data."""
+    if query.ref == "alert":
+        return ALERTS_MAY_BE_EMPTY
+    return next((entry.reason for entry in MAY_BE_EMPTY if entry.matches(query)), "")
 
 
 # --- Kibana saved searches ----------------------------------------------------

@@ -49,15 +49,24 @@ def test_the_load_had_compensations_and_happy_orders(orders: list[dict[str, str]
 
 def test_every_compensated_order_trace_is_kept(orders: list[dict[str, str]]) -> None:
     compensated = [o for o in orders if o["status"] == "CANCELLED"]
-    missing = []
-    for order in compensated:  # one by one: none may be missing
-        traces = saga_traces(order["correlation_id"])
-        if len(traces) != 1:
-            missing.append((order["order_id"], order["correlation_id"], len(traces)))
-            continue
-        ops = [s["operationName"] for s in traces[0]["spans"]]
+    found: dict[str, dict[str, Any]] = {}
+
+    def probe() -> tuple[bool, Any]:
+        missing = []
+        for order in compensated:  # one by one: none may be missing (polled: a decision may be due)
+            if order["order_id"] in found:
+                continue
+            traces = saga_traces(order["correlation_id"])
+            if len(traces) == 1:
+                found[order["order_id"]] = traces[0]
+            else:
+                missing.append((order["order_id"], order["correlation_id"], len(traces)))
+        return not missing, {"compensated": len(compensated), "without exactly one trace": missing}
+
+    eventually(probe, "a Jaeger trace for every compensated saga")
+    for order in compensated:
+        ops = [s["operationName"] for s in found[order["order_id"]]["spans"]]
         assert any(op.startswith("saga.compensate ") for op in ops), (order, ops)
-    assert not missing, f"{len(missing)} of {len(compensated)} compensated sagas have no trace in Jaeger: {missing}"
 
 
 def test_happy_orders_are_thinned_to_about_the_configured_share(orders: list[dict[str, str]]) -> None:

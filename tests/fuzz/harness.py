@@ -24,6 +24,7 @@ from sagascope.api.admin.v1 import admin_pb2
 from sagascope.api.identity.v1 import identity_pb2
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.api.payments.v1 import payments_pb2
+from sagascope.common.faults import HEADER, Fault, parse_requested
 from sagascope.identity.throttle import ThrottleSettings
 from tests.support.identity import DEMO_PASSWORDS
 from tests.support.order_stack import OrderStack, request, running_order_stack
@@ -43,7 +44,11 @@ settings.register_profile(
 settings.load_profile("sagascope")
 
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
-CALL_TIMEOUT = 20.0
+# Short, so a handler that hangs fails instead of passing as DEADLINE_EXCEEDED: above the slowest
+# honest answer (a saga whose payment call times out and is retried), below a hang.
+CALL_DEADLINE = float(os.environ.get("FUZZ_DEADLINE_SECONDS", "5"))
+# The only faults that may legitimately run a call past its deadline (sagascope.common.faults).
+LATENCY_FAULTS = frozenset({Fault.PAYMENT_LATENCY, Fault.CONFIRM_LATENCY, Fault.DB_LATENCY})
 # Fuzzing logs in hundreds of times from one address; throttling has its own tests.
 UNTHROTTLED = ThrottleSettings(per_username="100000/minute", per_address="100000/minute", max_concurrent_hashes=4,
                                hash_wait_seconds=5.0)  # fmt: skip
@@ -146,29 +151,32 @@ class Services:
                  "admin": self.stack.tokens["admin"]}[service]
         return (("authorization", f"Bearer {token}"),) if token else ()
 
-    def call(self, service: str, method: MethodDescriptor, payload: bytes) -> grpc.StatusCode:
-        """Send raw request bytes; check the answer against the invariants; return its code."""
+    def call(self, service: str, method: MethodDescriptor, payload: bytes, faults: tuple[str, ...] = (),
+             deadline: float = CALL_DEADLINE) -> grpc.StatusCode:
+        """Send raw request bytes (asking for ``faults`` in the fault header, if any); check the
+        answer against the invariants; return its code."""
         rpc = method_path(method)
+        metadata = self.metadata(service) + (((HEADER, ",".join(faults)),) if faults else ())
         try:
-            self.channels[service].unary_unary(rpc)(payload, metadata=self.metadata(service), timeout=CALL_TIMEOUT)
+            self.channels[service].unary_unary(rpc)(payload, metadata=metadata, timeout=deadline)
             code = grpc.StatusCode.OK
         except grpc.RpcError as error:
             code = error.code()  # type: ignore[attr-defined]
-            check_refusal(rpc, error)
+            check_refusal(rpc, error, metadata)
         TALLY.add(rpc, code.name)
         return code
 
     def assert_healthy(self) -> None:
         """Every service SERVING, and each still answers a valid request."""
         for name, channel in self.channels.items():
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=CALL_DEADLINE)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
         from sagascope.api.identity.v1 import identity_pb2_grpc
         from sagascope.api.orders.v1 import orders_pb2_grpc
         from sagascope.api.payments.v1 import payments_pb2_grpc
 
         login = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"]).Login(
-            identity_pb2.LoginRequest(username="bob", password=DEMO_PASSWORDS["bob"]), timeout=10
+            identity_pb2.LoginRequest(username="bob", password=DEMO_PASSWORDS["bob"]), timeout=CALL_DEADLINE
         )
         assert login.access_token
         self.secrets.append(login.access_token)
@@ -178,15 +186,16 @@ class Services:
                 order_id="fuzz-check", amount_minor=100, currency="EUR", idempotency_key="fuzz-check"
             ),
             metadata=self.metadata("payment"),
-            timeout=10,
+            timeout=CALL_DEADLINE,
         )
         assert charged.payment.id
         orders = orders_pb2_grpc.OrderServiceStub(self.channels["order"])
         listed = orders.ListOrders(
-            orders_pb2.ListOrdersRequest(page_size=1), metadata=self.metadata("order"), timeout=10
+            orders_pb2.ListOrdersRequest(page_size=1), metadata=self.metadata("order"), timeout=CALL_DEADLINE
         )
         assert listed is not None
-        created = orders.CreateOrder(request("fuzz-health-check"), metadata=self.metadata("order"), timeout=20)
+        created = orders.CreateOrder(request("fuzz-health-check"), metadata=self.metadata("order"),
+                                 timeout=CALL_DEADLINE)
         assert created.order.id
 
     def close(self) -> None:
@@ -199,10 +208,16 @@ class Services:
             self.thread.join(timeout=10)
 
 
-def check_refusal(rpc: str, error: grpc.RpcError) -> None:
+def check_refusal(rpc: str, error: grpc.RpcError, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+    """``metadata``: what the call sent (a DEADLINE_EXCEEDED is only allowed if it asked for latency)."""
     code = error.code()  # type: ignore[attr-defined]
     details = error.details() or ""  # type: ignore[attr-defined]
     assert code not in FORBIDDEN, f"{rpc} answered {code.name}: {details}"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        asked = parse_requested(",".join(value for key, value in metadata if key == HEADER))
+        assert asked & LATENCY_FAULTS, (
+            f"{rpc} ran past its {CALL_DEADLINE:g} s deadline without asking for a latency fault "
+            f"(asked for: {', '.join(sorted(asked)) or 'none'}): a handler that hangs")
     assert code != grpc.StatusCode.UNIMPLEMENTED, f"{rpc} answered UNIMPLEMENTED: {details}"
     assert "Traceback" not in details and "<class" not in details, details
     if code == grpc.StatusCode.INVALID_ARGUMENT:

@@ -10,6 +10,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
+from sagascope.common.faults import Fault
 from tests.fuzz.harness import message_class
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -193,3 +194,12 @@ def login_bodies(draw: st.DrawFn) -> bytes:
         cut = draw(st.sampled_from(["\\ud800", "\\udfff", "\\ud83d", "\\u0000"]))
         return f'{{"username": "alice", "password": "pw{cut}"}}'.encode()
     return draw(st.binary(max_size=200))
+
+
+def fault_headers() -> st.SearchStrategy[tuple[str, ...]]:
+    """What a call asks for in ``x-sagascope-fault``: usually nothing, now and then one or two of the
+    services' own faults (or an unknown name, which the services ignore). Only a latency fault may
+    run a call past the short deadline (harness.check_refusal)."""
+    names = st.sampled_from([*(fault.value for fault in Fault), "no_such_fault"])
+    some = st.lists(names, min_size=1, max_size=2, unique=True).map(tuple)
+    return st.integers(0, 9).flatmap(lambda n: some if n == 0 else st.just(()))

@@ -1,5 +1,6 @@
 """Property-based fuzzing of every RPC of every service and of HTTP POST /auth/login, over real
-sockets. Invariants: never UNKNOWN/INTERNAL (or HTTP 5xx); every INVALID_ARGUMENT names a field
+sockets. Invariants: never UNKNOWN/INTERNAL (or HTTP 5xx); never DEADLINE_EXCEEDED within the short
+deadline (FUZZ_DEADLINE_SECONDS, 5) unless the call asked for a latency fault; every INVALID_ARGUMENT names a field
 (message and ``BadRequest``); the services stay SERVING and keep answering valid requests; no log
 line carries a password or token."""
 
@@ -17,8 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sagascope.api.identity.v1 import identity_pb2
-from tests.fuzz.harness import TALLY, LogCapture, Services, every_method, method_path
-from tests.fuzz.strategies import EDGE_TEXT, login_bodies, messages, request_bytes
+from sagascope.api.payments.v1 import payments_pb2
+from tests.fuzz.harness import CALL_DEADLINE, TALLY, LogCapture, Services, check_refusal, every_method, method_path
+from tests.fuzz.strategies import EDGE_TEXT, fault_headers, login_bodies, messages, request_bytes
 
 
 def _assert_no_secret_logged(services: Services, log_capture: LogCapture) -> None:
@@ -36,10 +38,10 @@ def _is_distinctive(password: str, username: str) -> bool:
 def test_generated_and_mutated_requests(
     services: Services, log_capture: LogCapture, service: str, method: MethodDescriptor
 ) -> None:
-    @given(payload=request_bytes(method.input_type))
-    def one(payload: bytes) -> None:
+    @given(payload=request_bytes(method.input_type), faults=fault_headers())
+    def one(payload: bytes, faults: tuple[str, ...]) -> None:
         mark = log_capture.mark()
-        services.call(service, method, payload)
+        services.call(service, method, payload, faults)
         if method.name == "Login":
             try:
                 parsed = identity_pb2.LoginRequest.FromString(payload)
@@ -61,7 +63,7 @@ def test_health_check_requests(services: Services, service: str) -> None:
     @given(payload=request_bytes(method.input_type))
     def one(payload: bytes) -> None:
         try:
-            services.channels[service].unary_unary(method_path(method))(payload, timeout=10)
+            services.channels[service].unary_unary(method_path(method))(payload, timeout=CALL_DEADLINE)
             TALLY.add(f"{method_path(method)} ({service})", "OK")
         except grpc.RpcError as error:
             code = error.code()  # type: ignore[attr-defined]
@@ -76,7 +78,7 @@ def test_health_check_requests(services: Services, service: str) -> None:
 def _post_login(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=20) as response:
+        with urllib.request.urlopen(request, timeout=CALL_DEADLINE) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -119,3 +121,21 @@ def test_login_messages_never_log_their_password(services: Services, log_capture
     services.call("identity", method, message.SerializeToString())
     if _is_distinctive(message.password, message.username):
         assert not log_capture.containing(message.password, since=mark)
+
+
+def test_a_call_past_its_deadline_fails_unless_it_asked_for_latency(services: Services) -> None:
+    """The deadline check can fail: a real DEADLINE_EXCEEDED (the payment-latency fault, 3 s, against
+    a 1 s deadline) passes when the call asked for it, and fails when it did not."""
+    method = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["ProcessPayment"]
+    payload = payments_pb2.ProcessPaymentRequest(order_id="fuzz-slow", amount_minor=100, currency="EUR",
+                                                 idempotency_key="fuzz-slow").SerializeToString()
+    assert services.call("payment", method, payload, ("payment_latency",), deadline=1.0) == \
+        grpc.StatusCode.DEADLINE_EXCEEDED
+    with pytest.raises(grpc.RpcError) as slow:
+        services.channels["payment"].unary_unary(method_path(method))(
+            payload, metadata=(*services.metadata("payment"), ("x-sagascope-fault", "payment_latency")), timeout=1.0)
+    with pytest.raises(AssertionError, match="without asking for a latency fault"):
+        check_refusal(method_path(method), slow.value, services.metadata("payment"))  # as if it had not asked
+    with pytest.raises(AssertionError, match="asked for: payment_decline"):
+        check_refusal(method_path(method), slow.value,
+                      (*services.metadata("payment"), ("x-sagascope-fault", "payment_decline")))

@@ -1,9 +1,13 @@
-"""The payment service over a real gRPC socket, against a real nx-27017 and a real identity service."""
+"""The payment service over a real gRPC socket, against a real identity service and two real
+MongoDB-wire servers: nx-27017 (SQLite) and FerretDB (PostgreSQL; tests/support/ferretdb.py).
+Every test that touches storage runs on both (ids ``[nx-27017]`` / ``[ferretdb]``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +23,8 @@ from sagascope.common.faults import FaultSettings
 from sagascope.payment.server import PaymentApp
 from sagascope.payment.settings import PaymentSettings
 from sagascope.payment.store import MongoUnavailable
+from tests.support import ferretdb
+from tests.support import postgres as pg_support
 from tests.support.identity import running_identity
 from tests.support.mongo import free_port, running_nx27017
 
@@ -60,15 +66,44 @@ class Harness:
 
 
 StartPayment = Callable[..., Awaitable[Harness]]
+MONGO_SERVERS = ["nx-27017", "ferretdb"]
+
+
+@pytest.fixture(scope="module")
+def ferretdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One FerretDB for the module (each test gets its own database in it)."""
+    if os.environ.get("PAYMENT_MONGO_URL"):
+        yield os.environ["PAYMENT_MONGO_URL"]
+        return
+    reason = ferretdb.unavailable_reason()
+    if reason:
+        if os.environ.get("SAGASCOPE_REQUIRE_FERRETDB") == "1":
+            pytest.fail(f"required: {reason}")
+        pytest.skip(reason)
+    with (
+        pg_support.throwaway_cluster() as cluster,
+        ferretdb.running_ferretdb(tmp_path_factory.mktemp("ferretdb"),
+                                  pg_support.fresh_database(cluster, "ferretdb")) as url,
+    ):
+        yield url
+
+
+@pytest.fixture(params=MONGO_SERVERS)
+async def mongo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """(URL, database) on each MongoDB-wire server: a fresh nx-27017 per test, or a fresh database
+    in the module's FerretDB."""
+    if request.param == "nx-27017":
+        async with running_nx27017(tmp_path / "mongo") as url:
+            yield url, "payments_test"
+    else:
+        yield request.getfixturevalue("ferretdb_url"), f"payments_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-async def start_payment(tmp_path: Path) -> AsyncIterator[StartPayment]:
-    """Start identity and nx-27017 once per test; ``await start_payment(faults=...)`` starts payment."""
-    async with (
-        running_identity(tmp_path / "identity") as identity,
-        running_nx27017(tmp_path / "mongo") as url,
-    ):
+async def start_payment(tmp_path: Path, mongo: tuple[str, str]) -> AsyncIterator[StartPayment]:
+    """Start identity once per test; ``await start_payment(faults=...)`` starts payment on ``mongo``."""
+    url, database = mongo
+    async with running_identity(tmp_path / "identity") as identity:
         token = await identity.login(*SERVICE_ACCOUNT)
         started: list[Harness] = []
 
@@ -78,7 +113,7 @@ async def start_payment(tmp_path: Path) -> AsyncIterator[StartPayment]:
                 host="127.0.0.1",
                 grpc_port=0,
                 mongo_url=url,
-                mongo_db="payments_test",
+                mongo_db=database,
                 mongo_connect_timeout_seconds=10,
                 limit_major=limit_major,
                 faults=faults or FaultSettings(),
@@ -212,6 +247,24 @@ async def test_concurrent_refunds_refund_once(payment: Harness) -> None:
     )
     assert all(r.status == pb.PAYMENT_STATUS_REFUNDED for r in results)
     assert len({r.updated_at.ToNanoseconds() for r in results}) == 1  # one update, seen by all
+    stored = await payment.app.store.get(charged.id)
+    assert stored is not None and stored.refund_idempotency_key in {f"refund-{i}" for i in range(10)}
+    assert await payment.app.store._claims.count_documents({}) == 1
+
+
+async def test_a_refund_whose_claimant_died_is_finished_by_the_next(payment: Harness) -> None:
+    """A refund that claimed the payment and died before updating it (the claim is there, the payment
+    still CHARGED) is finished by the next refund, with the first one's key and reason."""
+    charged = await payment.process()
+    died_at = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    await payment.app.store._claims.insert_one(
+        {"_id": charged.id, "refund_idempotency_key": "refund-died", "refund_reason": "confirm failed", "at": died_at}
+    )
+    refunded = await payment.refund(payment_id=charged.id, idempotency_key="refund-next", reason="again")
+    assert refunded.status == pb.PAYMENT_STATUS_REFUNDED and refunded.refund_reason == "confirm failed"
+    stored = await payment.app.store.get(charged.id)
+    assert stored is not None and stored.refund_idempotency_key == "refund-died" and stored.updated_at == died_at
+    # A refund cancelled by its caller's deadline after its claim is this case too: nobody waits for it.
 
 
 async def test_refund_of_a_declined_payment_is_failed_precondition(payment: Harness) -> None:

@@ -15,7 +15,15 @@ from tools.chaos.auditor import (
     manual_resolutions,
 )
 from tools.chaos.injector import Gate
-from tools.chaos.schedule import Lane, NetworkFault, ProcessFault, Target, all_kinds, build_schedule
+from tools.chaos.schedule import (
+    Lane,
+    NetworkFault,
+    ProcessFault,
+    Target,
+    all_kinds,
+    build_schedule,
+    clean_tail_from,
+)
 from tools.chaos.workload import ClientReply, build_workload, should_retry
 
 LIMIT = 100_000
@@ -73,6 +81,28 @@ async def test_gate_holds_the_workload_until_the_due_fault_started() -> None:
     assert not blocked.done()
     gate.started(event)
     await asyncio.wait_for(blocked, 1)
+
+
+async def test_the_clean_tail_waits_for_every_heal_and_the_settle_time() -> None:
+    import time
+
+    gate = Gate([ProcessFault(Target.PAYMENT, at_saga=1, down_s=0.0)], clean_from=2, settle_s=0.3)
+    await gate.admit(0)
+    tail = asyncio.create_task(gate.admit(2))
+    await asyncio.sleep(0.1)
+    assert not tail.done()  # the fault has not even started, let alone healed
+    gate.started(gate.events[0])
+    await asyncio.sleep(0.1)
+    assert not tail.done()  # started, not healed
+    healed = time.monotonic()
+    gate.all_healed()
+    await asyncio.wait_for(tail, 2)
+    assert time.monotonic() - healed >= 0.29  # one settle time after the heal
+
+
+def test_the_clean_tail_follows_every_scheduled_fault() -> None:
+    for sagas in (300, 600, 2000):
+        assert max(e.at_saga for e in build_schedule(seed=11, sagas=sagas)) < clean_tail_from(sagas)
 
 
 # --- auditor --------------------------------------------------------------------------------------

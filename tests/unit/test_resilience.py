@@ -177,6 +177,28 @@ async def test_the_breaker_opens_after_fail_max_failures_then_fails_fast_without
     assert len(sent) == 3
 
 
+async def test_the_breaker_counts_calls_not_attempts() -> None:
+    """Two requests that each fail all three attempts are two failures, not six: with fail_max=5 the
+    breaker stays closed for everyone else (counted per attempt it opened on the second request)."""
+    downstream = Downstream("payment", retry=FAST, breaker_policy=BreakerPolicy(fail_max=5))
+    for _ in range(2):
+        failing, sent = scripted([NotSent("injected"), rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED),
+                                  rpc_error(grpc.StatusCode.UNAVAILABLE)])
+        with pytest.raises(DownstreamUnavailable) as failed:
+            await downstream.call(failing)
+        assert len(sent) == 3 and "after 3 attempts" in str(failed.value)
+    assert downstream.breaker_state == BREAKER_CLOSED
+    healthy, _ = scripted(["charged"])
+    assert await downstream.call(healthy) == "charged"
+    # A downstream that is really down: five failed calls in a row, and the fifth opens it.
+    for i in range(5):
+        failing, _ = scripted([rpc_error(grpc.StatusCode.UNAVAILABLE)] * 3)
+        with pytest.raises(DownstreamUnavailable) as failed:
+            await downstream.call(failing)
+        assert ("circuit breaker opened" in str(failed.value)) == (i == 4)
+    assert downstream.breaker_state == BREAKER_OPEN
+
+
 async def test_after_the_reset_timeout_one_trial_call_closes_the_breaker_again() -> None:
     events = RecordedEvents()
     downstream = Downstream(

@@ -1,5 +1,6 @@
 """The campaign from start to verdict: environment up, workload and faults together, recovery, audit,
-report. Exit status 0 only with zero violations, every fault kind injected and convergence in time.
+report. Exit status 0 only with zero violations, every fault kind injected and confirmed, convergence
+in time, and goodput above its bars (tools.chaos.goodput).
 
 Settings come from flags, else CHAOS_* variables (what `make chaos` passes), else defaults.
 """
@@ -29,9 +30,10 @@ from tests.support import postgres as pg_support
 from tools.chaos import report
 from tools.chaos.auditor import TERMINAL_ORDER, TERMINAL_SAGA, audit, read_facts, read_payments
 from tools.chaos.environment import Environment, ServiceTuning
+from tools.chaos.goodput import measure
 from tools.chaos.injector import Gate, Injector, ToxicSettings
 from tools.chaos.logs import error_causes, timelines
-from tools.chaos.schedule import build_schedule
+from tools.chaos.schedule import all_kinds, build_schedule, clean_tail_from
 from tools.chaos.toxiproxy import server_binary
 from tools.chaos.workload import Clients, build_workload, run_workload
 
@@ -132,11 +134,11 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         await env.start()
         say(f"environment up (logs in {env.logs} and {env.state_dir / 'stack' / 'logs'})")
         clients = await Clients.open(env.stack.order_target, env.stack.identity_target)
-        gate = Gate(schedule)
+        gate = Gate(schedule, clean_tail_from(args.sagas), tuning.settle_s)
         injector = Injector(env, gate, ToxicSettings(tuning.payment_timeout_s, tuning.lease_s), clock, say)
         faults_task = asyncio.create_task(injector.run())
         replies = await run_workload(plans, clients, args.concurrency, args.client_timeout, gate.admit,
-                                     progress=lambda n: say(f"{n}/{args.sagas} sagas issued"))
+                                     progress=lambda n: say(f"{n}/{args.sagas} sagas issued"), clock=clock)
         workload_end = clock()
         say(f"workload done: {len(replies)} replies")
         faults = await faults_task
@@ -164,7 +166,9 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         host=f"{platform.node()} ({os.cpu_count()} CPUs, shared)", commit=commit, plans=plans, faults=faults,
         replies=replies, facts=facts, violations=violations, workload_end_s=workload_end, faults_end_s=faults_end,
         converged_s=converged, converged_at_s=converged_at, converge_bound_s=args.converge_timeout, total_s=clock(),
-        restarted_at_end=restarted, limit_minor=limit, error_causes=error_causes(service_logs),
+        restarted_at_end=restarted, limit_minor=limit,
+        goodput=measure(plans, replies, faults, facts.orders, limit, tuning.settle_s, all_kinds()),
+        error_causes=error_causes(service_logs),
         timelines=timelines(service_logs, set(violating[:TIMELINES_SHOWN])),
     )
 
@@ -182,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     for violation in result.violations[:20]:
         print(f"  VIOLATION {violation.check}: {violation.subject}: {violation.detail}")
     print(f"report: {args.report}  raw: {raw}")
+    for failure in result.goodput.failures:
+        print(f"  GOODPUT {failure}")
     checks = len(result.violations)
     print(f"chaos: {'PASSED' if result.passed else 'FAILED'} ({checks} violation(s), "
-          f"{len(result.fault_errors)} fault error(s), {len(result.missing_kinds)} kind(s) missing)")
+          f"{len(result.fault_errors)} fault error(s), {len(result.unconfirmed)} unconfirmed, "
+          f"{len(result.missing_kinds)} kind(s) never confirmed, fault-free goodput "
+          f"{result.goodput.fault_free.percent} of {result.goodput.fault_free.orders})")
     return 0 if result.passed else 1
 
 

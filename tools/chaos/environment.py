@@ -25,6 +25,7 @@ from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import HealthCheck, ManagedProcess, Supervisor, free_port
 from sagascope.local.topology import address
 from tests.support import postgres as pg_support
+from tools.chaos import confirm
 from tools.chaos.schedule import Link
 from tools.chaos.toxiproxy import Proxy, Toxiproxy, server_process
 
@@ -44,6 +45,12 @@ class ServiceTuning:
     breaker_reset_s: float = 2.0
     fault_latency_ms: int = 1500
     telemetry: bool = True
+
+    @property
+    def settle_s(self) -> float:
+        """After a heal, how long until nothing should refuse any more: one breaker reset (the breaker
+        may have opened at the very end of the fault) plus one saga lease (a killed replica's leases)."""
+        return self.breaker_reset_s + self.lease_s
 
     def environment(self) -> dict[str, str]:
         return {
@@ -185,6 +192,21 @@ class Environment:
             for proxy in self.proxies.values():
                 await api.create_proxy(proxy)
         await self.stack.start(timeout=120)
+
+    def pid(self, name: str) -> int | None:
+        """The pid of ``name`` if it runs now (the process-group leader the supervisor started)."""
+        proc = self.supervisor.processes[name]
+        return proc.pid if proc.running else None
+
+    async def serving_anew(self, name: str, old_pid: int) -> str:
+        """"" when ``name`` runs under a new pid that owns its ports and passes its health check
+        now; else why not (tools.chaos.confirm)."""
+        proc = self.supervisor.processes[name]
+        reason = await asyncio.to_thread(confirm.replaced_and_serving, old_pid, self.pid(name),
+                                         proc.listens_on.values())
+        if not reason and proc.health is not None and not await proc.health():
+            reason = f"new pid {proc.pid} does not pass its health check"
+        return reason
 
     async def kill(self, name: str) -> None:
         """SIGKILL the process group: what a crash looks like."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tools.chaos import confirm
 from tools.chaos.environment import Environment
 from tools.chaos.schedule import FaultEvent, Lane, Link, NetworkFault, ProcessFault, Target, Toxic
 from tools.chaos.toxiproxy import Toxiproxy
@@ -28,22 +29,37 @@ class InjectedFault:
     held_s: float = 0.0  # toxic in place / process down
     back_s: float | None = None  # process faults: how long the restart took until healthy
     error: str = ""
+    # Read back from the system (tools.chaos.confirm): toxiproxy listed the toxic and then no longer
+    # did; or the old pid died and a new pid serves. Only confirmed faults count as injected.
+    confirmed: bool = False
+    unconfirmed: str = ""  # why not, when the injection ran without error but could not be confirmed
 
 
 class Gate:
-    def __init__(self, events: list[FaultEvent]) -> None:
+    """``clean_from``/``settle_s``: sagas from ``clean_from`` on wait until every fault healed and
+    ``settle_s`` more seconds passed (the clean tail; None: no such hold)."""
+
+    def __init__(self, events: list[FaultEvent], clean_from: int | None = None, settle_s: float = 0.0) -> None:
         self.events = sorted(events, key=lambda e: e.at_saga)
         self._started = [asyncio.Event() for _ in self.events]
         self._index = {id(event): i for i, event in enumerate(self.events)}
         self._issued = 0
         self._progress = asyncio.Condition()
+        self._clean_from = clean_from
+        self._settle_s = settle_s
+        self._healed = asyncio.Event()
+        self._healed_at = 0.0
 
     async def admit(self, saga_index: int) -> None:
-        """Before saga ``saga_index`` is issued: every event due by then must have started."""
+        """Before saga ``saga_index`` is issued: every event due by then must have started (and,
+        in the clean tail, every event healed and settled)."""
         for event, started in zip(self.events, self._started, strict=True):
             if event.at_saga > saga_index:
                 break
             await started.wait()
+        if self._clean_from is not None and saga_index >= self._clean_from:
+            await self._healed.wait()
+            await asyncio.sleep(max(0.0, self._healed_at + self._settle_s - time.monotonic()))
         async with self._progress:
             self._issued = saga_index + 1
             self._progress.notify_all()
@@ -55,10 +71,17 @@ class Gate:
     def started(self, event: FaultEvent) -> None:
         self._started[self._index[id(event)]].set()
 
+    def all_healed(self) -> None:
+        """The injector is done: no fault is active any more."""
+        if not self._healed.is_set():
+            self._healed_at = time.monotonic()
+            self._healed.set()
+
     def release_all(self) -> None:
-        """The injector stopped early: never leave the workload waiting."""
+        """The injector stopped (or stopped early): never leave the workload waiting."""
         for started in self._started:
             started.set()
+        self.all_healed()
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,7 @@ class Injector:
         try:
             async with Toxiproxy(self.env.toxiproxy_url) as api:
                 await asyncio.gather(*(self._lane(api, lane) for lane in Lane))
+                self.gate.all_healed()
                 await api.reset()
         finally:
             self.gate.release_all()
@@ -129,12 +153,25 @@ class Injector:
         self.gate.started(event)
         began = time.monotonic()
         try:
+            in_place = confirm.toxic_present(await api.toxics(proxy), name, event.toxic.value, stream, attributes)
             await asyncio.sleep(event.hold_s)
         finally:
             await api.remove_toxic(proxy, name)
             record.held_s = round(time.monotonic() - began, 2)
+        healed = confirm.toxic_absent(await api.toxics(proxy), name)
+        self._confirmed(record, in_place or healed)
+
+    def _confirmed(self, record: InjectedFault, reason: str) -> None:
+        record.confirmed = not reason
+        record.unconfirmed = reason
+        if reason:
+            self.say(f"fault {record.kind} NOT confirmed: {reason}")
 
     async def _process(self, event: ProcessFault, record: InjectedFault) -> None:
+        name = event.target.value
+        old_pid = self.env.pid(name)
+        if old_pid is None:
+            raise RuntimeError(f"{name} was not running when its fault was due")
         began = time.monotonic()
         if event.target is Target.POSTGRES:
             stop = asyncio.create_task(asyncio.to_thread(self.env.postgres.fast_stop))
@@ -143,8 +180,10 @@ class Injector:
             await stop
             await asyncio.sleep(event.down_s)
         else:
-            await self.env.kill(event.target.value)
+            await self.env.kill(name)
             self.gate.started(event)
             await asyncio.sleep(event.down_s)
+        gone = await asyncio.to_thread(confirm.process_gone, old_pid)
         record.held_s = round(time.monotonic() - began, 2)
-        record.back_s = round(await self.env.start_again(event.target.value), 2)
+        record.back_s = round(await self.env.start_again(name), 2)
+        self._confirmed(record, gone or await self.env.serving_anew(name, old_pid))

@@ -10,6 +10,7 @@ from typing import Any
 
 from tools.chaos.auditor import Facts, Violation, manual_resolutions, summarize
 from tools.chaos.environment import ServiceTuning
+from tools.chaos.goodput import FAULT_FREE_BAR, MIN_FAULT_FREE, NO_ORDER_BAR, Goodput
 from tools.chaos.injector import InjectedFault
 from tools.chaos.schedule import all_kinds
 from tools.chaos.workload import ClientReply, SagaPlan
@@ -40,23 +41,29 @@ class CampaignResult:
     converge_bound_s: float
     total_s: float
     limit_minor: int
+    goodput: Goodput
     restarted_at_end: list[str] = field(default_factory=list)
     error_causes: Counter[str] = field(default_factory=Counter)  # the services' ERROR log lines by cause
     timelines: dict[str, list[str]] = field(default_factory=dict)  # violating orders' saga events
 
     @property
     def missing_kinds(self) -> list[str]:
-        injected = {f.kind for f in self.faults if not f.error}
-        return [kind for kind in all_kinds() if kind not in injected]
+        """Kinds with no *confirmed* fault: an injection that cannot be confirmed does not count."""
+        confirmed = {f.kind for f in self.faults if f.confirmed and not f.error}
+        return [kind for kind in all_kinds() if kind not in confirmed]
 
     @property
     def fault_errors(self) -> list[InjectedFault]:
         return [f for f in self.faults if f.error]
 
     @property
+    def unconfirmed(self) -> list[InjectedFault]:
+        return [f for f in self.faults if not f.error and not f.confirmed]
+
+    @property
     def passed(self) -> bool:
         return (not self.violations and self.converged_s is not None and not self.fault_errors
-                and not self.missing_kinds)
+                and not self.missing_kinds and not self.goodput.failures)
 
 
 def _reply_label(reply: ClientReply) -> str:
@@ -81,6 +88,30 @@ def _counts(counter: Counter[str]) -> list[tuple[Any, ...]]:
     return [(name, count) for name, count in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+def _goodput(g: Goodput) -> list[str]:
+    out = [
+        "## Goodput",
+        "",
+        "Clean orders (no `x-sagascope-fault`, within the payment limit: COMPLETED is their only right end) "
+        "that ended COMPLETED, by when their clients were at it (first send to last reply). *During* a kind: "
+        "a fault of that kind was active meanwhile (an order may fall under two kinds when the lanes "
+        f"overlapped). *Fault-free*: no fault active and at least {g.settle_s:g} s (one breaker reset plus "
+        "one saga lease, as the services were started) since the last heal. *Recovering*: the rest.",
+        "",
+    ]
+    rows = [(s.window, s.orders, s.completed, s.percent) for s in g.by_kind]
+    rows += [(s.window, s.orders, s.completed, s.percent) for s in (g.recovering, g.fault_free)]
+    out += _table(("window", "clean orders", "COMPLETED", "goodput"), rows)
+    out += ["", f"Keys that made no order at all (every client got an error before the order was reserved): "
+                f"{g.keys_without_order} of {g.keys} ({100 * g.no_order_ratio:.1f} %).", "",
+            f"Bars: fault-free goodput at least {100 * FAULT_FREE_BAR:.0f} % over at least {MIN_FAULT_FREE} "
+            f"clean orders; keys without an order at most {100 * NO_ORDER_BAR:.0f} %. "
+            + ("; ".join(g.failures) + "." if g.failures else "Both met.")]
+    if g.not_completed_fault_free:
+        out.append(f"Fault-free clean keys that did not complete: {', '.join(g.not_completed_fault_free[:20])}.")
+    return out
+
+
 def render(result: CampaignResult) -> str:
     r = result
     verdict = "PASS" if r.passed else "FAIL"
@@ -93,7 +124,8 @@ def render(result: CampaignResult) -> str:
         f"{len(r.replies)} client replies; **{len(r.violations)} violation(s)**; "
         + (f"converged {r.converged_at_s - r.faults_end_s:.1f} s after the last fault"
            if r.converged_at_s is not None else f"NOT converged within {r.converge_bound_s:.0f} s")
-        + ".",
+        + f"; fault-free goodput **{r.goodput.fault_free.percent}** of {r.goodput.fault_free.orders} clean orders"
+        + f"; {len(r.faults) - len(r.unconfirmed) - len(r.fault_errors)} of {len(r.faults)} faults confirmed.",
         "",
         f"- seed {r.seed}, {r.sagas} sagas, {r.concurrency} in flight, client deadline {r.client_timeout_s:g} s",
         f"- started {r.started_at} on {r.host}, commit `{r.commit}`, {r.total_s:.0f} s in all "
@@ -122,12 +154,20 @@ def render(result: CampaignResult) -> str:
     rows = []
     for kind in all_kinds():
         done = by_kind.get(kind, [])
-        ok = [f for f in done if not f.error]
+        ok = [f for f in done if not f.error and f.confirmed]
         held = sum(f.held_s for f in ok) / len(ok) if ok else 0.0
         backs = [f.back_s for f in ok if f.back_s is not None]
-        rows.append((kind, len(ok), len(done) - len(ok), f"{held:.1f}",
-                     f"{max(backs):.1f}" if backs else "-"))
-    out += _table(("fault", "injected", "failed to inject", "mean held / down s", "slowest restart s"), rows)
+        rows.append((kind, len(done), len(ok), sum(1 for f in done if not f.error and not f.confirmed),
+                     sum(1 for f in done if f.error), f"{held:.1f}", f"{max(backs):.1f}" if backs else "-"))
+    out += _table(("fault", "scheduled", "confirmed", "unconfirmed", "failed to inject", "mean held / down s",
+                   "slowest restart s"), rows)
+    out += ["", "A toxic is confirmed when toxiproxy's API lists it on its proxy with the type, stream and "
+                "attributes asked for, and no longer lists it after its removal; a kill (or PostgreSQL restart) "
+                "when the old pid and its whole process group are gone and a new pid owns every port the process "
+                "listens on and passes its health check. Only confirmed faults count as injected."]
+    if r.unconfirmed:
+        out += ["", "Unconfirmed (not counted):", ""]
+        out += [f"- {f.kind} at saga {f.at_saga}: {f.unconfirmed}" for f in r.unconfirmed]
     duplicated = [p for p in r.plans if p.copies > 1]
     asked: Counter[str] = Counter(fault for p in r.plans for fault in p.faults)
     retries = sum(1 for reply in r.replies if reply.attempt > 1)
@@ -161,9 +201,7 @@ def render(result: CampaignResult) -> str:
     every_label = Counter(_reply_label(x) for x in r.replies)
     out += ["", *_table(("each client's final reply", "count"), _counts(final_labels))]
     out += ["", *_table(("every reply (retries included)", "count"), _counts(every_label))]
-    keys_without_order = {p.key for p in r.plans} - {o.idempotency_key for o in r.facts.orders}
-    out += ["", f"Keys that made no order at all (every client got an error before the order was reserved): "
-                f"{len(keys_without_order)}.", "", "## Convergence", ""]
+    out += ["", *_goodput(r.goodput), "", "## Convergence", ""]
     if r.converged_s is not None:
         assert r.converged_at_s is not None
         out.append(f"The last fault was healed (its process healthy again) at {r.faults_end_s:.1f} s and the workload "
@@ -230,8 +268,8 @@ def render(result: CampaignResult) -> str:
             "PERMISSION_DENIED, NOT_FOUND or FAILED_PRECONDITION for these valid, identical requests is a "
             "violation; any other error (connection cut, deadline, internal) allows any final state or no order.",
             "",
-            "It also fails when a scheduled fault could not be injected, a fault kind never ran, or the sagas did "
-            "not converge within the bound.", ""]
+            "It also fails when a scheduled fault could not be injected, a fault kind was never confirmed, the "
+            "sagas did not converge within the bound, or goodput missed its bars (above).", ""]
     return "\n".join(out)
 
 
@@ -242,8 +280,10 @@ def write(result: CampaignResult, report: Path, raw: Path) -> None:
     raw.write_text(json.dumps({
         "seed": result.seed, "sagas": result.sagas, "passed": result.passed,
         "converged_s": result.converged_s,
+        "goodput": asdict(result.goodput),
         "faults": [asdict(f) for f in result.faults],
         "violations": [asdict(v) for v in result.violations],
         "replies": [asdict(x) for x in result.replies],
         "facts": summarize(result.facts),
+        "orders": [asdict(o) for o in result.facts.orders],
     }, indent=1, default=str))

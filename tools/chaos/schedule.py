@@ -5,6 +5,11 @@ process lane (SIGKILL of a service, or a PostgreSQL restart). Within a lane even
 another. An event is due once the workload has *issued* ``at_saga`` sagas, and the workload does
 not issue saga ``at_saga`` before the event started, so every fault meets live traffic however
 fast or slow the machine is. The same seed and saga count give the same schedule.
+
+The lanes usually lag behind the workload, so faults follow each other closely until the last one.
+The clean tail (the last 15 % of the sagas) therefore waits until every fault has healed and one
+breaker reset plus one lease has passed: it is the campaign's guaranteed fault-free window, where
+goodput is judged (tools.chaos.goodput), whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -82,6 +87,12 @@ SAGAS_PER_ROUND = 1000  # a campaign this long repeats every fault kind once mor
 WINDOW = (0.03, 0.85)  # faults start within this share of the workload; the tail runs clean
 
 
+def clean_tail_from(sagas: int) -> int:
+    """The first saga of the clean tail: no fault is scheduled at or after it, and the workload
+    issues it only once every fault has healed and settled (:class:`tools.chaos.injector.Gate`)."""
+    return max(2, round(sagas * WINDOW[1]))
+
+
 def all_kinds() -> list[str]:
     """Every fault kind a schedule contains at least once."""
     network = [NetworkFault(link, toxic, 0, 0.0).kind for link, toxic in NETWORK_KINDS]
@@ -103,7 +114,7 @@ def build_schedule(seed: int, sagas: int, rounds: int | None = None) -> list[Fau
     process = list(PROCESS_KINDS) * rounds
     rng.shuffle(network)
     rng.shuffle(process)
-    start, end = (max(1, round(sagas * share)) for share in WINDOW)
+    start, end = max(1, round(sagas * WINDOW[0])), clean_tail_from(sagas)
     end = max(end, start + 1)
 
     def positions(count: int) -> list[int]:

@@ -1,8 +1,8 @@
 """A small typed client for toxiproxy's HTTP API (github.com/Shopify/toxiproxy, v2), and its server
 as a supervised process.
 
-The PyPI clients for it are unmaintained (last releases years ago); the API is four calls:
-create a proxy, add a toxic, remove it, reset everything.
+The PyPI clients for it are unmaintained (last releases years ago); the API is five calls:
+create a proxy, add a toxic, list them, remove one, reset everything.
 """
 
 from __future__ import annotations
@@ -99,6 +99,11 @@ class Toxiproxy:
         await self._call("POST", f"/proxies/{proxy}/toxics", {
             "name": name, "type": toxic_type, "stream": stream, "toxicity": 1.0, "attributes": attributes,
         })
+
+    async def toxics(self, proxy: str) -> list[dict[str, Any]]:
+        """The toxics toxiproxy has in place on ``proxy`` (what the campaign reads back to confirm)."""
+        listed = await self._call("GET", f"/proxies/{proxy}/toxics")
+        return list(listed or [])
 
     async def remove_toxic(self, proxy: str, name: str) -> None:
         await self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")

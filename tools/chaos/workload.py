@@ -72,6 +72,7 @@ class ClientReply:
     status: str
     message: str
     elapsed_s: float
+    sent_s: float = 0.0  # when this attempt went out, on the campaign's clock (goodput windows)
 
 
 def build_workload(seed: int, sagas: int) -> list[SagaPlan]:
@@ -118,11 +119,13 @@ class Clients:
                 await client.close()
 
 
-async def send(plan: SagaPlan, copy: int, clients: Clients, timeout_s: float, replies: list[ClientReply]) -> None:
+async def send(plan: SagaPlan, copy: int, clients: Clients, timeout_s: float, replies: list[ClientReply],
+               clock: Callable[[], float] = time.monotonic) -> None:
     """One client's tries for one key; every reply is appended to ``replies``."""
     request = order_request(plan.customer, plan.key, amount_minor=plan.amount_minor, quantity=plan.quantity)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         client = clients.pick(plan.customer, plan.index + copy + attempt)
+        sent_s = clock()
         result = await client.create_order(request, inject=plan.faults, timeout=timeout_s)
         order = result.order
         replies.append(
@@ -137,6 +140,7 @@ async def send(plan: SagaPlan, copy: int, clients: Clients, timeout_s: float, re
                 status=orders_pb2.OrderStatus.Name(order.status).removeprefix("ORDER_STATUS_") if order else "",
                 message=result.message[:300],
                 elapsed_s=round(result.elapsed_s, 3),
+                sent_s=sent_s,
             )
         )
         if not should_retry(result.code, result.message):
@@ -151,6 +155,7 @@ async def run_workload(
     timeout_s: float,
     admit: Callable[[int], Awaitable[None]],
     progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[ClientReply]:
     """Issue the sagas in order, at most ``concurrency`` in flight; ``admit(i)`` is awaited before
     saga ``i`` is issued (the fault schedule holds the workload there until its fault started)."""
@@ -160,7 +165,7 @@ async def run_workload(
 
     async def one(plan: SagaPlan) -> None:
         try:
-            await asyncio.gather(*(send(plan, copy, clients, timeout_s, replies) for copy in range(plan.copies)))
+            await asyncio.gather(*(send(plan, copy, clients, timeout_s, replies, clock) for copy in range(plan.copies)))
         finally:
             slots.release()
 
