@@ -33,8 +33,27 @@ BASE = load(COLLECTOR_DIR / "otelcol-config.yml")
 PROFILES = {p.stem: load(p) for p in sorted((COLLECTOR_DIR / "profiles").glob("*.yml"))}
 
 
-def test_the_profiles_are_the_documented_three() -> None:
-    assert set(PROFILES) == {"production", "filelog", "k8s"}
+def test_the_profiles_are_the_documented_four() -> None:
+    assert set(PROFILES) == {"production", "filelog", "k8s", "postgresql"}
+
+
+def test_postgresql_adds_its_own_pipelines_into_the_same_backends() -> None:
+    profile = PROFILES["postgresql"]
+    restated = pipelines(profile)
+    assert set(restated) == {"metrics/postgresql", "logs/postgresql"}  # new pipelines, no base list restated
+    assert all(p["receivers"] == ["postgresql"] for p in restated.values())
+    # the same remote write endpoint as the base's exporter, keeping the database/table labels
+    own = profile["exporters"]["prometheus_remote_write/postgresql"]
+    assert own["endpoint"] == BASE["exporters"]["prometheus_remote_write"]["endpoint"]
+    assert own["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert restated["logs/postgresql"]["exporters"] == ["elasticsearch"]
+    receiver = profile["receivers"]["postgresql"]
+    assert receiver["events"] == {"db.server.top_query": {"enabled": True}, "db.server.query_sample": {"enabled": True}}
+    assert {"postgresql.deadlocks", "postgresql.blks_hit", "postgresql.blks_read", "postgresql.database.locks"} <= set(
+        m for m, v in receiver["metrics"].items() if v == {"enabled": True}
+    )
+    # The monitoring role has no table privilege, which EXPLAIN needs.
+    assert receiver["top_query_collection"]["max_explain_each_interval"] == 0
 
 
 def test_production_adds_tail_sampling_to_the_jaeger_pipeline_only() -> None:
