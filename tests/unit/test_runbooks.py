@@ -35,6 +35,8 @@ UPSTREAM_METRICS = {
     "otelcol_exporter_send_failed_log_records", "otelcol_exporter_enqueue_failed_log_records",
     "otelcol_exporter_sent_metric_points", "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
     "otelcol_process_memory_rss",
+    # the Collector's postgresql receiver (profiles/postgresql.yml), remote-written
+    "postgresql_backends", "postgresql_connection_max", "postgresql_deadlocks_total", "postgresql_database_locks",
     # the Collector's servicegraph connector
     "traces_service_graph_request_total", "traces_service_graph_request_failed_total",
     "traces_service_graph_request_server_seconds_bucket",
