@@ -88,6 +88,7 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 async def cmd_stack(args: argparse.Namespace) -> int:
     """The real backends and the services pointed at them, under one supervisor."""
+    from sagascope.local import postgres_monitoring as pg
     from sagascope.local.backends import BackendsNotInstalled, BackendStack
     from sagascope.local.topology import service_telemetry_environment
 
@@ -95,6 +96,18 @@ async def cmd_stack(args: argparse.Namespace) -> int:
     profiles = list(dict.fromkeys(args.collector_profile or []))
     if args.log_path == "filelog" and "filelog" not in profiles:
         profiles.append("filelog")  # the services' JSON lines are the log records then
+    collector_env: dict[str, str] = {}
+    database_url = os.environ.get("ORDER_DATABASE_URL", "")
+    if database_url and pg.is_postgresql(database_url):
+        # The order database's own view: the monitoring role (as ORDER_DATABASE_URL's user, who
+        # must be allowed to create roles), then the collector's postgresql profile.
+        role = pg.MonitoringRole.from_env()
+        try:
+            pg.apply_monitoring_role(database_url, role)
+            profiles.append(pg.PROFILE)
+            collector_env = pg.collector_environment(database_url, role)
+        except RuntimeError as exc:
+            _print(f"  no PostgreSQL statistics (the collector's monitoring role could not be created): {exc}")
     try:
         backends = BackendStack(
             STATE_DIR / "stack",
@@ -102,6 +115,7 @@ async def cmd_stack(args: argparse.Namespace) -> int:
             supervisor=supervisor,
             collector_profiles=profiles,
             service_logs=STATE_DIR / "logs",
+            collector_env=collector_env,
         )
     except (BackendsNotInstalled, ValueError) as exc:
         _print(str(exc))

@@ -3,6 +3,7 @@
 - the collector's monitoring role (observability/postgresql/monitoring-role.sql, applied the way
   the local stack applies it) reads what the postgresql receiver reads, and may write nothing:
   INSERT, UPDATE, DELETE, TRUNCATE, DDL and a role change are each refused;
+- the slow-database game day's batch job makes the saga's writes slow inside the server;
 - ORDER_SQL_COMMENTER: the statement carries upstream's sqlcommenter traceparent, the session's
   application_name the traceparent of the span at checkout, and pg_stat_statements still counts
   the commented statements of many traces as ONE statement (the comment is not in the queryid).
@@ -10,14 +11,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 from opentelemetry import trace
 from sqlalchemy import text
 
+from sagascope.cli.gameday import GameDay
 from sagascope.local.postgres_monitoring import MonitoringRole, apply_monitoring_role
 from sagascope.order.database import create_engine, migrate
 from sagascope.order.repository import OrderReader
@@ -159,3 +163,43 @@ async def test_the_commenter_carries_the_trace_to_the_server_without_splitting_s
     # stored text is the first execution's, comment and all.
     assert len(rows) == 1, rows
     assert rows[0]["calls"] >= 3 and f"traceparent='00-{traces[0]}-" in rows[0]["query"], rows
+
+
+async def test_the_slow_database_game_days_lock_makes_the_saga_writes_slow_inside_the_server(
+    monitored: tuple[str, MonitoringRole], tmp_path: Path
+) -> None:
+    """The premise of slow-database's database view: while the game day's batch job locks the saga
+    log, a write to saga_instances waits in the server, and pg_stat_statements counts the wait as
+    the statement's execution time (what the top-query records and the panel rank by)."""
+    app_url, role = monitored
+    await migrate(app_url)
+    day = GameDay(tmp_path, database_url=app_url)
+    assert day.on_postgresql
+    marker = f"gameday_probe_{uuid.uuid4().hex[:8]}"
+    writer = await asyncpg.connect(app_url)
+    await writer.execute(
+        "INSERT INTO saga_instances (id, name, status, step_index, step_started, state, failure_reason, "
+        "correlation_id, traceparent, lease_owner, lease_expires_at, attempts, next_attempt_at, created_at, "
+        "updated_at) VALUES ($1, 'CreateOrder', 'RUNNING', 1, 0, '{}', '', $1, '', 'test', 0, 0, 0, 0, 0)",
+        marker,
+    )
+    lock = asyncio.create_task(day.lock_saga_log())
+    try:
+        await asyncio.sleep(0.2)
+        for _ in range(5):
+            # the comment names the entry (pg_stat_statements replaces literals, keeps the first text)
+            await writer.execute(f"/* {marker} */ UPDATE saga_instances SET attempts = attempts + 1 WHERE id = $1",
+                                 marker)
+            await asyncio.sleep(0.05)
+    finally:
+        lock.cancel()
+        await asyncio.gather(lock, return_exceptions=True)
+        await writer.close()
+    admin = await asyncpg.connect(_as(app_url, role.user, role.password, "postgres"))
+    try:
+        (row,) = await admin.fetch(
+            "SELECT calls, mean_exec_time FROM pg_stat_statements WHERE query LIKE $1", f"%{marker}%"
+        )
+    finally:
+        await admin.close()
+    assert row["calls"] == 5 and row["mean_exec_time"] >= 50, dict(row)
