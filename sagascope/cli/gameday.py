@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -30,6 +31,7 @@ from sagascope.cli.client import OrderClient, OrderResult, login, order_request
 from sagascope.cli.gameday_scenarios import Action, Scenario
 from sagascope.cli.logs_view import logs_from_elasticsearch
 from sagascope.cli.trace_view import SpanRow, spans_from_jaeger
+from sagascope.local import postgres_monitoring
 from sagascope.local.backends import REPO_ROOT
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor, signalled
@@ -147,9 +149,7 @@ class GameDay:
 
     @property
     def on_postgresql(self) -> bool:
-        from sagascope.local.postgres_monitoring import is_postgresql
-
-        return is_postgresql(self.stack.order_database_url)
+        return postgres_monitoring.is_postgresql(self.stack.order_database_url)
 
     @property
     def primary(self) -> str:
@@ -415,12 +415,17 @@ async def run_command(scenario: Scenario, state_dir: Path, minutes: float, real_
     from sagascope.local.topology import JAEGER, PROMETHEUS
 
     supervisor = Supervisor(say=lambda m: _say(f"  {m}"))
+    database_url = os.environ.get("ORDER_DATABASE_URL") or None
+    profiles, collector_env = postgres_monitoring.collector_setup(database_url or "", _say)
     try:
-        backends = BackendStack(state_dir / "stack", Ports(), supervisor=supervisor)
+        backends = BackendStack(
+            state_dir / "stack", Ports(), supervisor=supervisor,
+            collector_profiles=profiles, collector_env=collector_env,
+        )
     except BackendsNotInstalled as exc:
         _say(str(exc))
         return 1
-    day = GameDay(state_dir / "gameday", supervisor)
+    day = GameDay(state_dir / "gameday", supervisor, database_url=database_url)
     stop = signalled()
     try:
         _say("starting the backends and the services (two order replicas) ...")

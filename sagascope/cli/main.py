@@ -96,18 +96,9 @@ async def cmd_stack(args: argparse.Namespace) -> int:
     profiles = list(dict.fromkeys(args.collector_profile or []))
     if args.log_path == "filelog" and "filelog" not in profiles:
         profiles.append("filelog")  # the services' JSON lines are the log records then
-    collector_env: dict[str, str] = {}
-    database_url = os.environ.get("ORDER_DATABASE_URL", "")
-    if database_url and pg.is_postgresql(database_url):
-        # The order database's own view: the monitoring role (as ORDER_DATABASE_URL's user, who
-        # must be allowed to create roles), then the collector's postgresql profile.
-        role = pg.MonitoringRole.from_env()
-        try:
-            pg.apply_monitoring_role(database_url, role)
-            profiles.append(pg.PROFILE)
-            collector_env = pg.collector_environment(database_url, role)
-        except RuntimeError as exc:
-            _print(f"  no PostgreSQL statistics (the collector's monitoring role could not be created): {exc}")
+    # The order database's own view, where orders are on PostgreSQL.
+    database_profiles, collector_env = pg.collector_setup(os.environ.get("ORDER_DATABASE_URL", ""), _print)
+    profiles += database_profiles
     try:
         backends = BackendStack(
             STATE_DIR / "stack",

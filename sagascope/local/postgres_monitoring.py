@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +79,19 @@ def apply_monitoring_role(admin_url: str, role: MonitoringRole) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{ROLE_SQL.name} as {url.username}@{url.host}: {result.stderr.strip()}")
+
+
+def collector_setup(database_url: str, say: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
+    """For a local stack whose orders are on ``database_url``: the collector profiles and
+    environment of the database's own view — after creating the monitoring role as the URL's user
+    (who must be allowed to create roles). Nothing for SQLite, or when the role cannot be made
+    (said through ``say``: the stack then runs without it)."""
+    if not database_url or not is_postgresql(database_url):
+        return [], {}
+    role = MonitoringRole.from_env()
+    try:
+        apply_monitoring_role(database_url, role)
+    except RuntimeError as exc:
+        say(f"no PostgreSQL statistics (the collector's monitoring role could not be created): {exc}")
+        return [], {}
+    return [PROFILE], collector_environment(database_url, role)
