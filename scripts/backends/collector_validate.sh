@@ -11,7 +11,10 @@ PYTHON="${PYTHON:-$REPO_ROOT/.venv/bin/python}"
 mapfile -t local_env < <(cd "$REPO_ROOT" && "$PYTHON" -m sagascope.local.topology)
 (( ${#local_env[@]} )) || die "no local topology from $PYTHON -m sagascope.local.topology (make install)"
 
-combinations=("" production filelog k8s "production filelog" "production filelog k8s")
+combinations=("" production filelog k8s postgresql "production filelog" "production filelog k8s postgresql")
+# profiles/postgresql.yml needs its login's password (the receiver refuses an empty one); validate
+# never connects, so any value does.
+export POSTGRESQL_MONITOR_PASSWORD="${POSTGRESQL_MONITOR_PASSWORD:-validate-only}"
 for combo in "${combinations[@]}"; do
   args=(--config "$BASE")
   for profile in $combo; do
