@@ -411,16 +411,19 @@ async def run_command(scenario: Scenario, state_dir: Path, minutes: float, real_
     stays up (Ctrl-C stops it) so the alerts can be watched resolving."""
 
     from sagascope.cli import gameday_rules
-    from sagascope.local.backends import BackendsNotInstalled, BackendStack
+    from sagascope.local.backends import BackendsNotInstalled, BackendStack, Installed
     from sagascope.local.topology import JAEGER, PROMETHEUS
 
     supervisor = Supervisor(say=lambda m: _say(f"  {m}"))
     database_url = os.environ.get("ORDER_DATABASE_URL") or None
-    profiles, collector_env = postgres_monitoring.collector_setup(database_url or "", _say)
     try:
+        installed = Installed.read()
+        profiles, collector_env = postgres_monitoring.collector_setup(
+            database_url or "", _say, installed.collector_components("receivers")
+        )
         backends = BackendStack(
             state_dir / "stack", Ports(), supervisor=supervisor,
-            collector_profiles=profiles, collector_env=collector_env,
+            collector_profiles=profiles, collector_env=collector_env, installed=installed,
         )
     except BackendsNotInstalled as exc:
         _say(str(exc))

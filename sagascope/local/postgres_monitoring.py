@@ -81,12 +81,27 @@ def apply_monitoring_role(admin_url: str, role: MonitoringRole) -> None:
         raise RuntimeError(f"{ROLE_SQL.name} as {url.username}@{url.host}: {result.stderr.strip()}")
 
 
-def collector_setup(database_url: str, say: Callable[[str], None]) -> tuple[list[str], dict[str, str]]:
-    """For a local stack whose orders are on ``database_url``: the collector profiles and
-    environment of the database's own view — after creating the monitoring role as the URL's user
-    (who must be allowed to create roles). Nothing for SQLite, or when the role cannot be made
-    (said through ``say``: the stack then runs without it)."""
+# The collector builder manifest cannot name the receiver here: every release of it imports
+# contrib's internal/sqlquery module, which the module proxy reachable here does not serve. The
+# contrib image (compose, Kubernetes) ships it.
+NOT_BUILT_REASON = (
+    "the locally built collector has no postgresql receiver (contrib's internal/sqlquery module, "
+    "which it imports, is not on the module proxy here); compose and Kubernetes run the contrib image, which has it"
+)
+
+
+def collector_setup(
+    database_url: str, say: Callable[[str], None], receivers: set[str]
+) -> tuple[list[str], dict[str, str]]:
+    """For a local stack whose orders are on ``database_url``, with a collector built with
+    ``receivers``: the collector profiles and environment of the database's own view — after
+    creating the monitoring role as the URL's user (who must be allowed to create roles). Nothing
+    for SQLite; nothing, said through ``say``, when the collector lacks the receiver or the role
+    cannot be made (the stack then runs without it)."""
     if not database_url or not is_postgresql(database_url):
+        return [], {}
+    if "postgresql" not in receivers:
+        say(f"no PostgreSQL statistics: {NOT_BUILT_REASON}")
         return [], {}
     role = MonitoringRole.from_env()
     try:
