@@ -380,6 +380,14 @@ def render_report(
             f"{sampled.cpu_total_ms - off.cpu_total_ms:.2f} ms "
             f"({(sampled.cpu_total_ms - off.cpu_total_ms) / direct.cpu_total_ms:.2f}x a direct call), "
             f"p95 {sampled.p95_ms:.0f} ms")
+    if "saga_commenter" in phases:
+        commented = phases["saga_commenter"]
+        extra_lines.append(
+            f"- with `ORDER_SQL_COMMENTER=1` (trace context in every statement and session): "
+            f"{commented.throughput:.0f} sagas/s vs {saga.throughput:.0f}, p95 {commented.p95_ms:.0f} vs "
+            f"{saga.p95_ms:.0f} ms, CPU per saga {commented.cpu_total_ms:.2f} vs {saga.cpu_total_ms:.2f} ms "
+            f"(order {commented.cpu_ms.get('order', 0.0):.2f} vs {saga.cpu_ms.get('order', 0.0):.2f}, "
+            f"PostgreSQL {commented.cpu_ms.get('postgres', 0.0):.2f} vs {saga.cpu_ms.get('postgres', 0.0):.2f})")
     if "saga_one_replica" in phases:
         one = phases["saga_one_replica"]
         extra_lines.append(
@@ -521,6 +529,18 @@ async def bench_round(args: argparse.Namespace, database_url: str, durable_url: 
              "OTEL_TRACES_SAMPLER_ARG": str(args.sampled_ratio),
              "SAGASCOPE_LOG_EXPORT": "sampled"})
 
+    if args.sql_commenter:
+        async def commenter(stack: LocalStack) -> list[Phase]:
+            phase = await bench_create_order("CreateOrder saga (telemetry on, ORDER_SQL_COMMENTER=1)", stack,
+                                             args.requests, args.concurrency, args.warmup)
+            print(f"  {phase}", flush=True)
+            return [phase]
+
+        print("bench: stack with telemetry on and ORDER_SQL_COMMENTER=1", flush=True)
+        (phases["saga_commenter"],) = await run_phase_stack(
+            "sql-commenter", database_url, True, False, commenter, args.whatif, replicas,
+            {"ORDER_SQL_COMMENTER": "1"})
+
     def saga_only(name: str) -> Callable[[LocalStack], Awaitable[list[Phase]]]:
         async def body(stack: LocalStack) -> list[Phase]:
             phase = await bench_create_order(name, stack, args.requests, args.concurrency, args.warmup)
@@ -594,6 +614,8 @@ def main() -> int:
                         help="skip the stack with one order replica (sagas/s with 1 vs 2 replicas)")
     parser.add_argument("--no-durable", dest="durable", action="store_false",
                         help="skip the stack on a PostgreSQL cluster with fsync and synchronous_commit on")
+    parser.add_argument("--sql-commenter", action="store_true",
+                        help="also a stack with ORDER_SQL_COMMENTER=1 (the trace context sent to PostgreSQL)")
     parser.add_argument("--out-json", type=Path, default=OUT / "bench.json")
     parser.add_argument("--append", type=Path, help="markdown appended to the report (e.g. profiling notes)")
     args = parser.parse_args()

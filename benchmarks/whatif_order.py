@@ -23,6 +23,6 @@ if WHATIF - KNOWN:
     raise SystemExit(f"BENCH_WHATIF: unknown {sorted(WHATIF - KNOWN)}; known: {sorted(KNOWN)}")
 
 if "no_sql_spans" in WHATIF:
-    Telemetry.instrument_sqlalchemy = lambda self, engine: None  # type: ignore[method-assign]
+    Telemetry.instrument_sqlalchemy = lambda self, engine, commenter=False: None  # type: ignore[method-assign]
 
 runpy.run_module("sagascope.order", run_name="__main__", alter_sys=True)

@@ -25,12 +25,14 @@ from typing import TypeVar, cast
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import elasticsearch as es
 from grafana_foundation_sdk.builders import nodegraph, prometheus, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.elasticsearch import TermsOrder
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEditorMode
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +41,7 @@ PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 # The saga log itself (observability/grafana/provisioning/datasources/datasources.yml).
 POSTGRES = model.DataSourceRef(type_val="grafana-postgresql-datasource", uid="postgres")
 JAEGER_UID, ELASTICSEARCH_UID = "jaeger", "elasticsearch"
+ELASTICSEARCH = model.DataSourceRef(type_val="elasticsearch", uid=ELASTICSEARCH_UID)
 # Where a browser reaches the UIs in compose and through kubectl port-forward (as the Kibana
 # index pattern's trace_id link does for Jaeger: observability/elk/kibana/saved-objects.ndjson).
 KIBANA_URL, JAEGER_URL = "http://localhost:5601", "http://localhost:16686"
@@ -766,6 +769,164 @@ def service_map() -> model.Dashboard:
     )
 
 
+# --- Databases -----------------------------------------------------------------------------------
+
+# The order database, from the Collector's postgresql receiver (profiles/postgresql.yml: job
+# "postgresql"; database, table and index names are the resource's, as labels).
+PG_DB = 'postgresql_database_name=~"$database"'
+SAGA_LOG_TABLE = 'postgresql_table_name=~"(public\\.)?saga_instances"'
+TOP_QUERY = 'event_name:"db.server.top_query"'
+
+
+def top_statements() -> table.Panel:
+    """pg_stat_statements through the receiver's db.server.top_query records (Elasticsearch): per
+    statement (queryid), the total execution time and calls in the time range."""
+    total = es.Sum().id("1").field("attributes.postgresql.total_exec_time")
+    calls = es.Sum().id("2").field("attributes.postgresql.calls")
+    by_statement = (
+        es.Terms().id("3").field("attributes.postgresql.queryid")
+        .settings(es.ElasticsearchTermsSettings().order(TermsOrder.DESC).order_by("1").size("10").min_doc_count("1"))
+    )
+    text = es.Terms().id("4").field("attributes.db.query.text").settings(
+        es.ElasticsearchTermsSettings().order(TermsOrder.DESC).order_by("_count").size("1").min_doc_count("1")
+    )
+    target = (
+        es.Dataquery().ref_id("A").datasource(ELASTICSEARCH).query(TOP_QUERY).time_field("@timestamp")
+        .metrics([total, calls]).bucket_aggs([by_statement, text])
+    )
+    return (
+        table.Panel()
+        .title("Top statements by total time")
+        .description(
+            "pg_stat_statements, as the Collector's postgresql receiver reports it every minute (db.server.top_query "
+            "records in Elasticsearch: the change since the last report). Sum of execution time (ms) and calls per "
+            "statement in the time range; the text is obfuscated by the receiver (values → ?). The saga's transitions "
+            "are the statements that call saga_guard(...)."
+        )
+        .datasource(ELASTICSEARCH)
+        .with_target(target)
+    )
+
+
+def databases() -> model.Dashboard:
+    rate = "[$__rate_interval]"
+    cells = [
+        Cell(single(
+            "Connections used",
+            f"sum by (postgresql_database_name) (postgresql_backends{{{PG_DB}}}) / scalar(max(postgresql_connection_max))",
+            "{{postgresql_database_name}}",
+            "Sessions on the database over the server's max_connections (PgConnectionsNearMax at 80%).",
+            thresholds((None, "green"), (0.6, "orange"), (0.8, "red")),
+            unit="percentunit",
+        ), 6, 5),
+        Cell(single(
+            "Deadlocks (in range)",
+            f"sum by (postgresql_database_name) (increase(postgresql_deadlocks_total{{{PG_DB}}}[$__range]))",
+            "{{postgresql_database_name}}",
+            "PostgreSQL aborted a transaction to break a lock cycle (PgDeadlocks).",
+            thresholds((None, "green"), (1, "red")),
+        ), 6, 5),
+        Cell(single(
+            "Buffer cache hit ratio",
+            f"sum by (postgresql_database_name) (rate(postgresql_blks_hit_total{{{PG_DB}}}{rate})) / (sum by (postgresql_database_name) (rate(postgresql_blks_hit_total{{{PG_DB}}}{rate})) + sum by (postgresql_database_name) (rate(postgresql_blks_read_total{{{PG_DB}}}{rate})))",
+            "{{postgresql_database_name}}",
+            "Blocks found in shared buffers over all blocks the database needed.",
+            thresholds((None, "red"), (0.9, "orange"), (0.99, "green")),
+            unit="percentunit",
+        ), 6, 5),
+        Cell(single(
+            "Database size",
+            f"sum by (postgresql_database_name) (postgresql_db_size_bytes{{{PG_DB}}})",
+            "{{postgresql_database_name}}",
+            unit="bytes",
+        ), 6, 5),
+        Cell(series(
+            "Connections vs max_connections",
+            [
+                query(f"sum by (postgresql_database_name) (postgresql_backends{{{PG_DB}}})", "{{postgresql_database_name}}"),
+                query("max(postgresql_connection_max)", "max_connections"),
+            ],
+            description="pg_stat_activity sessions per database (the order service's pool: ORDER_DB_POOL_SIZE + overflow per replica).",
+        )),
+        Cell(series(
+            "Commits and rollbacks per second",
+            [
+                query(f"sum by (postgresql_database_name) (rate(postgresql_commits_total{{{PG_DB}}}{rate}))", "commits {{postgresql_database_name}}"),
+                query(f"sum by (postgresql_database_name) (rate(postgresql_rollbacks_total{{{PG_DB}}}{rate}))", "rollbacks {{postgresql_database_name}}"),
+            ],
+            unit="ops",
+        )),
+        Cell(series(
+            "Blocks hit and read per second",
+            [
+                query(f"sum by (postgresql_database_name) (rate(postgresql_blks_hit_total{{{PG_DB}}}{rate}))", "hit {{postgresql_database_name}}"),
+                query(f"sum by (postgresql_database_name) (rate(postgresql_blks_read_total{{{PG_DB}}}{rate}))", "read {{postgresql_database_name}}"),
+            ],
+            unit="ops",
+        )),
+        Cell(series(
+            "Locks by table and mode",
+            [query("sum by (relation, mode) (postgresql_database_locks)", "{{relation}} {{mode}}")],
+            description="pg_locks on tables at each collection (10 s). A lock on saga_instances stronger than RowExclusiveLock blocks the saga's writes (SagaLogLockedByLongTransaction).",
+        )),
+        Cell(series(
+            "Saga log table size (saga_instances)",
+            [
+                query(f"sum by (postgresql_table_name) (postgresql_table_size_bytes{{{PG_DB},{SAGA_LOG_TABLE}}})", "table {{postgresql_table_name}}"),
+                query(f'sum by (postgresql_index_name) (postgresql_index_size_bytes{{{PG_DB},postgresql_table_name=~"(public\\.)?saga_instances"}})', "index {{postgresql_index_name}}"),
+            ],
+            unit="bytes",
+        )),
+        Cell(series(
+            "Saga log live and dead tuples (saga_instances)",
+            [query(f"sum by (state) (postgresql_rows{{{PG_DB},{SAGA_LOG_TABLE}}})", "{{state}}")],
+            description="Every saga transition updates its row: dead tuples grow until autovacuum reclaims them.",
+        )),
+        Cell(series(
+            "Row operations per second by table",
+            [query(f"sum by (postgresql_table_name, operation) (rate(postgresql_operations_total{{{PG_DB}}}{rate}))", "{{postgresql_table_name}} {{operation}}")],
+            unit="ops",
+        )),
+        Cell(series(
+            "Index and sequential scans per second by table",
+            [
+                query(f"sum by (postgresql_table_name) (rate(postgresql_index_scans_total{{{PG_DB}}}{rate}))", "index {{postgresql_table_name}}"),
+                query(f"sum by (postgresql_table_name) (rate(postgresql_sequential_scans_total{{{PG_DB}}}{rate}))", "seq {{postgresql_table_name}}"),
+            ],
+            unit="ops",
+        )),
+        Cell(series(
+            "Table sizes",
+            [query(f"topk(10, sum by (postgresql_table_name) (postgresql_table_size_bytes{{{PG_DB}}}))", "{{postgresql_table_name}}")],
+            unit="bytes",
+        )),
+        Cell(series(
+            "Background writer: buffers written per second by source",
+            [query(f"sum by (bg_buffer_source) (rate(postgresql_bgwriter_buffers_writes_total{rate}))", "{{bg_buffer_source}}")],
+            unit="ops",
+        )),
+        Cell(top_statements(), 24, 10),
+        Cell(series(
+            "MongoDB (payments): operations per second, from the payment service's spans",
+            [query(f'sum by (span_name) (rate(traces_span_metrics_calls_total{{service_name="payment-service",span_name=~"payments\\..*"}}{rate}))', "{{span_name}}")],
+            description="nx-27017 does not answer the statistics commands the Collector's mongodb receiver needs (docs/databases.md): the MongoDB side is seen through the payment service's PyMongo spans.",
+            unit="ops",
+        )),
+        Cell(series(
+            "MongoDB (payments): p95 per operation, from the payment service's spans",
+            [query(f'histogram_quantile(0.95, sum by (le, span_name) (rate(traces_span_metrics_duration_seconds_bucket{{service_name="payment-service",span_name=~"payments\\..*"}}{rate})))', "{{span_name}}")],
+            unit="s",
+        )),
+    ]
+    return board(
+        "databases",
+        "Databases",
+        "The stores under the saga: the order database's own statistics (PostgreSQL, through the Collector's postgresql receiver), its top statements (pg_stat_statements, in Elasticsearch) and the payment store as the payment service's spans see it.",
+        cells,
+        [variable("database", "Database", "label_values(postgresql_db_size_bytes, postgresql_database_name)")],
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "saga-overview.json": saga_overview,
     "service-red.json": service_red,
@@ -773,6 +934,7 @@ DASHBOARDS: dict[str, Callable[[], model.Dashboard]] = {
     "slos.json": slos,
     "telemetry-pipeline.json": telemetry_pipeline,
     "service-map.json": service_map,
+    "databases.json": databases,
 }
 
 

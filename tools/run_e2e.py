@@ -10,6 +10,14 @@ remote-writes to Prometheus. Two phases, the other backends running throughout:
 2. the collector restarted with profiles/production.yml (tail sampling), a load of
    E2E_PRODUCTION_ORDERS orders with injected compensations, then test_production_profile.py.
 
+Where the built collector has the postgresql receiver, orders are on a throwaway PostgreSQL
+cluster with pg_stat_statements preloaded (the installed server binaries;
+tests/support/postgres.py), the collector's monitoring role applied and its postgresql profile on
+throughout, and the order service sends its trace context to the server (ORDER_SQL_COMMENTER=1):
+tests/e2e/test_databases.py and the slow-database game day check the database's own view. A
+collector without the receiver (the local build here: docs/databases.md) runs orders on SQLite
+as before, and those checks skip, saying why.
+
 Everything started here is stopped again, also on failure or Ctrl-C.
 """
 
@@ -30,10 +38,12 @@ from typing import Any
 
 from sagascope.cli.client import OrderClient, login, order_request
 from sagascope.cli.demo import run_scenarios
-from sagascope.local.backends import BackendsNotInstalled, BackendStack
+from sagascope.local import postgres_monitoring
+from sagascope.local.backends import BackendsNotInstalled, BackendStack, Installed
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor
 from sagascope.local.topology import COLLECTOR, JAEGER, PROMETHEUS, service_telemetry_environment
+from tests.support import postgres
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_ORDERS = int(os.environ.get("E2E_LOAD_ORDERS", "120"))
@@ -48,6 +58,11 @@ TAIL_SAMPLING_ENV = {
     "TAIL_SAMPLING_SLOW_MS": "5000",
 }
 E2E_DIR = REPO / "var" / "e2e"
+# The order database: pg_stat_statements for the collector's top queries, lock waits logged.
+ORDER_DB_SETTINGS = {"shared_preload_libraries": "pg_stat_statements", "log_lock_waits": "on"}
+ORDER_DB_NAME = "orders"
+# Top queries every 10 s instead of every minute, so a short run sees several reports.
+POSTGRESQL_COLLECTOR_ENV = {"POSTGRESQL_TOP_QUERY_INTERVAL": "10s"}
 
 
 def say(message: str) -> None:
@@ -164,7 +179,8 @@ def pytest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *args]
 
 
-async def run() -> int:
+async def run(order_database_url: str | None) -> int:
+    """``order_database_url``: PostgreSQL with the database view, or None (SQLite, no view)."""
     telemetry_env = service_telemetry_environment()
     env = {
         **telemetry_env,
@@ -173,6 +189,23 @@ async def run() -> int:
         "SAGASCOPE_FAULTS_ENABLED": "true",
         "SAGASCOPE_ENV": "development",
     }
+    database_profiles: list[str] = []
+    postgresql_env: dict[str, str] = {}
+    database_test_env = {"E2E_DATABASE_VIEW_ABSENT": postgres_monitoring.NOT_BUILT_REASON}
+    if order_database_url is not None:
+        env["ORDER_SQL_COMMENTER"] = "1"
+        role = postgres_monitoring.MonitoringRole()
+        postgres_monitoring.apply_monitoring_role(order_database_url, role)
+        database_profiles = [postgres_monitoring.PROFILE]
+        postgresql_env = {
+            **postgres_monitoring.collector_environment(order_database_url, role),
+            **POSTGRESQL_COLLECTOR_ENV,
+        }
+        database_test_env = {
+            "E2E_ORDER_DATABASE_URL": order_database_url,
+            "E2E_ORDER_DATABASE": ORDER_DB_NAME,
+            "E2E_ORDER_DB_SYSTEM": "postgresql",
+        }
     supervisor = Supervisor(REPO, say=lambda m: say(m))
     ports = Ports()  # the documented defaults: what Prometheus's rendered config scrapes
     try:
@@ -183,14 +216,16 @@ async def run() -> int:
             supervisor=supervisor,
             # Both log paths at once (OTLP as always, plus the file_log receiver on the services'
             # JSON lines into a second data stream) so the tests can compare the documents.
-            collector_profiles=["filelog"],
+            collector_profiles=["filelog", *database_profiles],
             collector_overlays=[REPO / "tests" / "e2e" / "collector-filelog-compare.yml"],
             service_logs=E2E_DIR / "logs",
+            collector_env=postgresql_env,
         )
     except BackendsNotInstalled as exc:
         say(str(exc))
         return 1
-    stack = LocalStack(E2E_DIR, ports, extra_env=env, cwd=REPO, supervisor=supervisor)
+    stack = LocalStack(E2E_DIR, ports, extra_env=env, cwd=REPO, supervisor=supervisor,
+                       database_url=order_database_url)
     try:
         say("starting the backends (make backends builds them once, then reuses the cache)")
         await backends.start()
@@ -218,6 +253,7 @@ async def run() -> int:
             "SAGASCOPE_E2E_REQUIRED": "1",
             "E2E_CORRELATION_ID": compensated.correlation_id,
             "E2E_ORDER_ID": compensated.order_id,
+            **database_test_env,
         }
         production_tests = "tests/e2e/test_production_profile.py"
         gamedays = "tests/e2e/test_gamedays.py"  # runs its own services (it kills them): last
@@ -227,7 +263,7 @@ async def run() -> int:
             return code
 
         say("production profile: the collector again, with tail sampling (profiles/production.yml)")
-        await backends.restart_collector(["production"], env=TAIL_SAMPLING_ENV)
+        await backends.restart_collector(["production", *database_profiles], env=TAIL_SAMPLING_ENV)
         started, load_began = time.monotonic(), time.time()
         orders = await production_load(stack)
         statuses = {s: sum(o["status"] == s for o in orders) for s in {o["status"] for o in orders}}
@@ -246,7 +282,7 @@ async def run() -> int:
             return code
 
         say("game days: the collector back on the base config (every trace kept); our services stop")
-        await backends.restart_collector([])
+        await backends.restart_collector(database_profiles)
         await stack.stop()
         return await asyncio.to_thread(subprocess.call, pytest_command(gamedays), cwd=REPO, env=test_env)
     except (RuntimeError, TimeoutError) as exc:  # a process that would not start, or died
@@ -259,7 +295,16 @@ async def run() -> int:
 
 def main() -> int:
     try:
-        return asyncio.run(run())
+        receivers = Installed.read(REPO).collector_components("receivers")
+        if "postgresql" not in receivers:
+            say(f"the database view is not checked: {postgres_monitoring.NOT_BUILT_REASON}; orders on SQLite")
+            return asyncio.run(run(None))
+        reason = postgres.unavailable_reason()
+        if reason:
+            say(f"cannot run: the database view needs PostgreSQL, and {reason}")
+            return 1
+        with postgres.throwaway_cluster(ORDER_DB_SETTINGS) as cluster:
+            return asyncio.run(run(postgres.fresh_database(cluster, ORDER_DB_NAME)))
     except KeyboardInterrupt:  # asyncio.run has cancelled run(), whose finally stopped everything
         return 130
 

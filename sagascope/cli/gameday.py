@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import string
 import time
@@ -33,6 +34,7 @@ from sagascope.cli.client import OrderClient, OrderResult, login, order_request
 from sagascope.cli.gameday_scenarios import Action, Scenario
 from sagascope.cli.logs_view import logs_from_elasticsearch
 from sagascope.cli.trace_view import SpanRow, spans_from_jaeger
+from sagascope.local import postgres_monitoring
 from sagascope.local.backends import REPO_ROOT
 from sagascope.local.services import LocalStack, Ports
 from sagascope.local.supervisor import Supervisor, signalled
@@ -52,6 +54,9 @@ GAMEDAY_ENV = {
     "OTEL_BSP_SCHEDULE_DELAY": "500",
     "OTEL_BLRP_SCHEDULE_DELAY": "500",
 }
+# Scenario.lock_saga_log: the batch job holds its lock this long, then lets go this long.
+SAGA_LOG_LOCK_HOLD_S = 0.4
+SAGA_LOG_LOCK_GAP_S = 0.1
 
 
 # --- traffic ------------------------------------------------------------------------------------
@@ -128,14 +133,26 @@ class Traffic:
 class GameDay:
     """The services under one supervisor (beside the backends, if it runs them too)."""
 
-    def __init__(self, state_dir: Path, supervisor: Supervisor | None = None, ports: Ports | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        supervisor: Supervisor | None = None,
+        ports: Ports | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.fault_file = self.state_dir / "faults"
         env = {**service_telemetry_environment(), **GAMEDAY_ENV, "SAGASCOPE_FAULTS_FILE": str(self.fault_file)}
         self.stack = LocalStack(
-            self.state_dir, ports or Ports(), extra_env=env, order_replicas=2, supervisor=supervisor, cwd=REPO_ROOT
+            self.state_dir, ports or Ports(), extra_env=env, order_replicas=2, supervisor=supervisor, cwd=REPO_ROOT,
+            database_url=database_url,
         )
         self.token = ""
+        self._saga_log_lock: asyncio.Task[None] | None = None
+
+    @property
+    def on_postgresql(self) -> bool:
+        return postgres_monitoring.is_postgresql(self.stack.order_database_url)
 
     @property
     def primary(self) -> str:
@@ -178,10 +195,39 @@ class GameDay:
             traffic.target = self.primary
         if scenario.faults_only_before_action:
             self.clear_faults()
+        if scenario.lock_saga_log and self.on_postgresql:
+            self._saga_log_lock = asyncio.create_task(self.lock_saga_log(), name="gameday-saga-log-lock")
         return traffic
+
+    async def lock_saga_log(self) -> None:
+        """A batch job's short transactions, each holding the row locks of every unfinished saga
+        for a moment (``FOR NO KEY UPDATE``, as a report that "reserves" rows would): the sagas'
+        next writes wait for them in the executor, which pg_stat_statements counts as their
+        execution time. (A table lock would not show there: a statement takes its table locks
+        while being parsed, before the executor starts.)"""
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.stack.order_database_url).set(drivername="postgresql")
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            await connection.execute("SET application_name = 'gameday-batch-job'")
+            while True:
+                async with connection.transaction():
+                    await connection.execute(
+                        "SELECT id FROM saga_instances WHERE status IN ('RUNNING', 'COMPENSATING') FOR NO KEY UPDATE"
+                    )
+                    await asyncio.sleep(SAGA_LOG_LOCK_HOLD_S)
+                await asyncio.sleep(SAGA_LOG_LOCK_GAP_S)
+        finally:
+            await connection.close()
 
     async def lift(self, scenario: Scenario) -> None:
         self.clear_faults()
+        if self._saga_log_lock is not None:
+            self._saga_log_lock.cancel()
+            await asyncio.gather(self._saga_log_lock, return_exceptions=True)
+            self._saga_log_lock = None
         if scenario.action is Action.KILL_PAYMENT:
             await self.stack.start_one("payment")
         elif scenario.action is Action.KILL_ORDER_REPLICA:
@@ -216,6 +262,49 @@ class SpanShape:
 
 
 @dataclass(frozen=True)
+class DatabaseView:
+    """What the order database itself shows (PostgreSQL only: the collector's postgresql receiver):
+    a statement containing ``top_statement`` among the top ten by total execution time since the
+    fault began — the aggregation of ``panel`` (the Databases dashboard's "Top statements by total time") over the
+    db.server.top_query records in Elasticsearch — averaging at least ``min_mean_exec_ms`` a call."""
+
+    top_statement: str
+    min_mean_exec_ms: float
+    panel: str
+
+    def problems(self, es_url: str, since: float, index: str = "logs-*") -> list[str]:
+        search = {
+            "size": 0,
+            "query": {"bool": {"filter": [
+                {"term": {"event_name": "db.server.top_query"}},
+                {"range": {"@timestamp": {"gte": int(since * 1000), "format": "epoch_millis"}}},
+            ]}},
+            "aggs": {"by": {
+                "terms": {"field": "attributes.postgresql.queryid", "size": 10, "order": {"ms": "desc"}},
+                "aggs": {
+                    "ms": {"sum": {"field": "attributes.postgresql.total_exec_time"}},
+                    "calls": {"sum": {"field": "attributes.postgresql.calls"}},
+                    "text": {"terms": {"field": "attributes.db.query.text", "size": 1}},
+                },
+            }},
+        }
+        buckets = _post_json(f"{es_url.rstrip('/')}/{index}/_search", search)["aggregations"]["by"]["buckets"]
+        seen = []
+        for bucket in buckets:
+            texts = bucket["text"]["buckets"]
+            text = str(texts[0]["key"]) if texts else ""
+            calls, total_ms = bucket["calls"]["value"], bucket["ms"]["value"]
+            mean = total_ms / calls if calls else 0.0
+            if self.top_statement in text and mean >= self.min_mean_exec_ms:
+                return []
+            seen.append(f"{mean:.1f} ms/call x {calls:.0f}: {text[:80]}")
+        return [
+            f"no statement with {self.top_statement!r} at >= {self.min_mean_exec_ms:g} ms/call among the top "
+            f"statements by total time ({self.panel}); top: {seen or 'no db.server.top_query records'}"
+        ]
+
+
+@dataclass(frozen=True)
 class OperatorStep:
     """One command of the operator's path: ``sagascope sagas ...`` with a ``{name}`` placeholder
     for the saga it acts on."""
@@ -243,6 +332,7 @@ class AnswerKey:
     sample: Mapping[str, str]  # which placed order to follow: {status: ...}, {not_status: ...}, {code: ...}
     spans: tuple[SpanShape, ...]
     log_events: tuple[str, ...]
+    database: DatabaseView | None = None  # checked where orders are on PostgreSQL
     operator: tuple[OperatorStep, ...] = ()  # the operator's path with the admin CLI, where there is one
 
     @classmethod
@@ -256,6 +346,7 @@ class AnswerKey:
             sample=doc["trace"]["sample"],
             spans=tuple(SpanShape(**s) for s in doc["trace"]["spans"]),
             log_events=tuple(doc["logs"]["events"]),
+            database=DatabaseView(**doc["database"]) if "database" in doc else None,
             operator=tuple(
                 OperatorStep(**{**step, "shows": tuple(step.get("shows", ()))}) for step in doc.get("operator", ())
             ),
@@ -285,6 +376,14 @@ class AnswerKey:
 
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _post_json(url: str, body: Mapping[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -340,16 +439,24 @@ async def run_command(scenario: Scenario, state_dir: Path, minutes: float, real_
     stays up (Ctrl-C stops it) so the alerts can be watched resolving."""
 
     from sagascope.cli import gameday_rules
-    from sagascope.local.backends import BackendsNotInstalled, BackendStack
+    from sagascope.local.backends import BackendsNotInstalled, BackendStack, Installed
     from sagascope.local.topology import JAEGER, PROMETHEUS
 
     supervisor = Supervisor(say=lambda m: _say(f"  {m}"))
+    database_url = os.environ.get("ORDER_DATABASE_URL") or None
     try:
-        backends = BackendStack(state_dir / "stack", Ports(), supervisor=supervisor)
+        installed = Installed.read()
+        profiles, collector_env = postgres_monitoring.collector_setup(
+            database_url or "", _say, installed.collector_components("receivers")
+        )
+        backends = BackendStack(
+            state_dir / "stack", Ports(), supervisor=supervisor,
+            collector_profiles=profiles, collector_env=collector_env, installed=installed,
+        )
     except BackendsNotInstalled as exc:
         _say(str(exc))
         return 1
-    day = GameDay(state_dir / "gameday", supervisor)
+    day = GameDay(state_dir / "gameday", supervisor, database_url=database_url)
     stop = signalled()
     try:
         _say("starting the backends and the services (two order replicas) ...")

@@ -33,6 +33,10 @@ class Scenario:
     traffic_to_replica: bool = False
     # Faults switched off as soon as the action has happened (they only set the scene).
     faults_only_before_action: bool = False
+    # Where orders are on PostgreSQL: a batch job's transactions also lock the unfinished sagas'
+    # rows in bursts (the saga's next writes wait inside the server), so the database's own view
+    # (pg_stat_statements' top queries) shows which statement got slow.
+    lock_saga_log: bool = False
     look_at: tuple[str, ...] = ()
 
 
@@ -94,9 +98,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "slow-database",
         "Orders still succeed, but checkout feels sluggish.",
         faults={"db_latency": 1.0},
+        lock_saga_log=True,
         look_at=(
             "the latency objective's error budget (SLOs)",
             "where inside one slow saga the time goes (Jaeger: the spans under each saga step)",
+            "on PostgreSQL, the database's own view: which statement got slow (Databases: top statements)",
         ),
     ),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -88,13 +89,24 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 async def cmd_stack(args: argparse.Namespace) -> int:
     """The real backends and the services pointed at them, under one supervisor."""
-    from sagascope.local.backends import BackendsNotInstalled, BackendStack
+    from sagascope.local import postgres_monitoring as pg
+    from sagascope.local.backends import BackendsNotInstalled, BackendStack, Installed
     from sagascope.local.topology import service_telemetry_environment
 
     supervisor = Supervisor(say=lambda m: _print(f"  {m}"))
     profiles = list(dict.fromkeys(args.collector_profile or []))
     if args.log_path == "filelog" and "filelog" not in profiles:
         profiles.append("filelog")  # the services' JSON lines are the log records then
+    # The order database's own view, where orders are on PostgreSQL.
+    try:
+        installed = Installed.read()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        _print(f"cannot read where `make backends` put the backends: {exc}")
+        return 1
+    database_profiles, collector_env = pg.collector_setup(
+        os.environ.get("ORDER_DATABASE_URL", ""), _print, installed.collector_components("receivers")
+    )
+    profiles += database_profiles
     try:
         backends = BackendStack(
             STATE_DIR / "stack",
@@ -102,6 +114,8 @@ async def cmd_stack(args: argparse.Namespace) -> int:
             supervisor=supervisor,
             collector_profiles=profiles,
             service_logs=STATE_DIR / "logs",
+            collector_env=collector_env,
+            installed=installed,
         )
     except (BackendsNotInstalled, ValueError) as exc:
         _print(str(exc))

@@ -114,6 +114,16 @@ class Installed:
             elk_setup_python=Path(values["ELK_SETUP_PYTHON"]),
         )
 
+    def collector_components(self, kind: str) -> set[str]:
+        """The component types of ``kind`` ("receivers", "exporters", ...) in the built collector
+        (``otelcol components``); empty when it is not built."""
+        if not os.access(self.otelcol_bin, os.X_OK):
+            return set()
+        import yaml  # dev extra; only the local stack needs it
+
+        out = subprocess.run([str(self.otelcol_bin), "components"], capture_output=True, text=True, check=True).stdout
+        return {str(entry["name"]) for entry in (yaml.safe_load(out) or {}).get(kind) or []}
+
     def check(self) -> None:
         missing = []
         if not os.access(self.otelcol_bin, os.X_OK):

@@ -81,7 +81,9 @@ class LocalStack:
     order_ports: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
-    def _order_database_url(self) -> str:
+    @property
+    def order_database_url(self) -> str:
+        """The order service's database: the one given, else ORDER_DATABASE_URL, else SQLite here."""
         return self.database_url or os.environ.get(
             "ORDER_DATABASE_URL", f"sqlite:///{self.state_dir / 'order' / 'orders.db'}"
         )
@@ -89,7 +91,7 @@ class LocalStack:
     def storage_summary(self) -> str:
         """What the services really store in, e.g. ``orders on SQLite, payments on nx-27017 (embedded)``;
         URLs without their passwords."""
-        database = self._order_database_url()
+        database = self.order_database_url
         orders = "SQLite" if database.startswith("sqlite") else f"PostgreSQL {redact_url(database)}"
         if self.mongo_url is None:
             payments = f"nx-27017 (embedded, port {self.ports.mongo})"
@@ -120,7 +122,7 @@ class LocalStack:
             ORDER.metrics.env: str(p.order_metrics),
             "ORDER_PAYMENT_TARGET": address(p.payment_grpc),
             "ORDER_IDENTITY_TARGET": address(p.identity_grpc),
-            "ORDER_DATABASE_URL": self._order_database_url(),
+            "ORDER_DATABASE_URL": self.order_database_url,
             "ORDER_JWKS_URL": jwks,
             "PAYMENT_JWKS_URL": jwks,
         }

@@ -42,7 +42,7 @@ class OrderApp:
         self.settings = settings
         self.telemetry = telemetry or init_telemetry("order-service")
         self.engine = create_engine(settings.database_url, settings.pool_size)
-        self.telemetry.instrument_sqlalchemy(self.engine)
+        self.telemetry.instrument_sqlalchemy(self.engine, commenter=settings.sql_commenter)
         self.faults = FaultInjector(settings.faults)
         delay_statements(self.engine, self.faults)
         self._payment_channel = open_channel(

@@ -8,6 +8,7 @@
 | ORDER_DATABASE_URL | sqlite:///var/order/orders.db | `postgresql://...` (asyncpg) or `sqlite:///...` (aiosqlite) |
 | ORDER_DB_MIGRATE | true | run Alembic migrations to head at start-up |
 | ORDER_DB_POOL_SIZE | 10 | connection pool size (PostgreSQL) |
+| ORDER_SQL_COMMENTER | false | PostgreSQL: the trace context in each statement and session (docs/databases.md) |
 | ORDER_PAYMENT_TARGET | 127.0.0.1:50053 | payment service address |
 | ORDER_IDENTITY_TARGET | 127.0.0.1:50051 | identity service address (for the service token) |
 | ORDER_SERVICE_USERNAME | order-service | the service account used to call payment |
@@ -63,6 +64,7 @@ class OrderSettings:
     auth: AuthSettings
     faults: FaultSettings = field(default_factory=FaultSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    sql_commenter: bool = False
 
     @classmethod
     def from_env(cls) -> OrderSettings:
@@ -78,6 +80,7 @@ class OrderSettings:
             database_url=env_str("ORDER_DATABASE_URL", "sqlite:///var/order/orders.db"),
             migrate=env_bool("ORDER_DB_MIGRATE", True),
             pool_size=env_int("ORDER_DB_POOL_SIZE", 10),
+            sql_commenter=env_bool("ORDER_SQL_COMMENTER", False),
             payment_target=env_str("ORDER_PAYMENT_TARGET", address(PAYMENT.grpc.default)),
             identity_target=env_str("ORDER_IDENTITY_TARGET", address(IDENTITY.grpc.default)),
             service_username=env_str("ORDER_SERVICE_USERNAME", "order-service"),

@@ -122,6 +122,7 @@ def test_configmaps_carry_the_repos_config_files_byte_for_byte(renderings: dict[
         data = configmap(rendering, "otel-collector-config")
         assert data["otelcol-config.yml"] == (collector / "otelcol-config.yml").read_text()
         assert data["k8s.yml"] == (collector / "profiles" / "k8s.yml").read_text()
+        assert data["postgresql.yml"] == (collector / "profiles" / "postgresql.yml").read_text()
     dev = renderings["dev"]
     expected: dict[str, list[Path]] = {
         "prometheus-config": [
@@ -133,6 +134,7 @@ def test_configmaps_carry_the_repos_config_files_byte_for_byte(renderings: dict[
         "grafana-datasources": sorted((REPO / "observability/grafana/provisioning/datasources").glob("*.yml")),
         "grafana-dashboard-provider": sorted((REPO / "observability/grafana/provisioning/dashboards").glob("*.yml")),
         "grafana-dashboards": sorted((REPO / "dashboards").glob("*.json")),
+        "postgres-initdb": sorted((REPO / "observability/postgresql").glob("*")),  # initdb.sh and the role
     }
     for name, files in expected.items():
         data = configmap(dev, name)

@@ -63,6 +63,7 @@ QUIET_DEADLINE_S = 120.0  # the key's alerts inactive before the fault starts
 FIRE_DEADLINE_S = 120.0  # every alert of the key pending, then firing
 TRACE_DEADLINE_S = 60.0  # the trace shape and the log events found
 RESOLVE_DEADLINE_S = 180.0  # every alert of the key inactive after the fault is lifted
+DATABASE_DEADLINE_S = 90.0  # the top statements of the fault window in Elasticsearch (reports every 10 s)
 POLL_S = 1.0  # below Prometheus's 5 s evaluation interval, so a pending state is seen
 OPERATOR_DEADLINE_S = 90.0  # each command of the operator's path reaches what the key says
 
@@ -108,7 +109,9 @@ def gameday() -> Iterator[tuple[asyncio.AbstractEventLoop, GameDay]]:
         unavailable(f"an order service already listens on {ORDER.grpc.default}: the game days run their own services")
     gameday_rules.install(PROM_CONFIG, PROM)
     loop = asyncio.new_event_loop()
-    day = GameDay(REPO / "var" / "e2e-gameday")
+    # where tools/run_e2e.py runs orders on PostgreSQL (its collector has the postgresql receiver),
+    # the answer keys' database views are checked too
+    day = GameDay(REPO / "var" / "e2e-gameday", database_url=os.environ.get("E2E_ORDER_DATABASE_URL") or None)
     try:
         loop.run_until_complete(day.start())
         yield loop, day
@@ -170,6 +173,20 @@ async def _find_trace(key: AnswerKey, traffic: Traffic) -> tuple[Placed, list[st
                 f"(orders: {traffic.counts()}); last: {last}"
             )
         await asyncio.sleep(2)
+
+
+async def _database_view(key: AnswerKey, since: float) -> str:
+    """The key's database view, polled until it holds (PostgreSQL only; '' when not checked)."""
+    if key.database is None:
+        return ""
+    deadline = time.monotonic() + DATABASE_DEADLINE_S
+    while True:
+        problems = await asyncio.to_thread(key.database.problems, ES, since)
+        if not problems:
+            return f"; the database's view: {key.database.top_statement} among the top statements"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{key.scenario}: no database view within {DATABASE_DEADLINE_S:.0f}s: {problems}")
+        await asyncio.sleep(5)
 
 
 async def _sagascope(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -244,13 +261,14 @@ async def _operate(key: AnswerKey, sagas: Mapping[str, str], after_lift: bool) -
 async def _play(day: GameDay, name: str) -> None:
     scenario, key = BY_NAME[name], AnswerKey.load(name)
     await _wait_alerts(key, "inactive", QUIET_DEADLINE_S)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     traffic = await day.begin(scenario)
     try:
         fired = await _wait_alerts(key, "firing", FIRE_DEADLINE_S)
         for alert, states in fired.items():
             assert states[0] == "inactive", f"{name}: {alert} was already active when the fault started: {states}"
         placed, events = await _find_trace(key, traffic)
+        database = await _database_view(key, started_at) if day.on_postgresql else ""
         sagas = await _parked_sagas(key, placed, traffic) if key.operator else {}
         await _operate(key, sagas, after_lift=False)
         fault_s = time.monotonic() - started
@@ -261,7 +279,7 @@ async def _play(day: GameDay, name: str) -> None:
             f"\n[gameday] {name}: alerts {list(fired)} pending->firing, trace+logs of {placed.correlation_id} "
             f"({len(events)} log records) within {fault_s:.0f}s of the fault; operator's path "
             f"({len(key.operator)} commands) on {sorted(sagas.values())}; resolved "
-            f"{time.monotonic() - started - fault_s:.0f}s after lifting; orders {traffic.counts()}"
+            f"{time.monotonic() - started - fault_s:.0f}s after lifting; orders {traffic.counts()}{database}"
         )
     finally:
         await day.lift(scenario)

@@ -33,8 +33,27 @@ BASE = load(COLLECTOR_DIR / "otelcol-config.yml")
 PROFILES = {p.stem: load(p) for p in sorted((COLLECTOR_DIR / "profiles").glob("*.yml"))}
 
 
-def test_the_profiles_are_the_documented_three() -> None:
-    assert set(PROFILES) == {"production", "filelog", "k8s"}
+def test_the_profiles_are_the_documented_four() -> None:
+    assert set(PROFILES) == {"production", "filelog", "k8s", "postgresql"}
+
+
+def test_postgresql_adds_its_own_pipelines_into_the_same_backends() -> None:
+    profile = PROFILES["postgresql"]
+    restated = pipelines(profile)
+    assert set(restated) == {"metrics/postgresql", "logs/postgresql"}  # new pipelines, no base list restated
+    assert all(p["receivers"] == ["postgresql"] for p in restated.values())
+    # the same remote write endpoint as the base's exporter, keeping the database/table labels
+    own = profile["exporters"]["prometheus_remote_write/postgresql"]
+    assert own["endpoint"] == BASE["exporters"]["prometheus_remote_write"]["endpoint"]
+    assert own["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert restated["logs/postgresql"]["exporters"] == ["elasticsearch"]
+    receiver = profile["receivers"]["postgresql"]
+    assert receiver["events"] == {"db.server.top_query": {"enabled": True}, "db.server.query_sample": {"enabled": True}}
+    assert {"postgresql.deadlocks", "postgresql.blks_hit", "postgresql.blks_read", "postgresql.database.locks"} <= set(
+        m for m, v in receiver["metrics"].items() if v == {"enabled": True}
+    )
+    # The monitoring role has no table privilege, which EXPLAIN needs.
+    assert receiver["top_query_collection"]["max_explain_each_interval"] == 0
 
 
 def test_production_adds_tail_sampling_to_the_jaeger_pipeline_only() -> None:
@@ -102,12 +121,26 @@ def _manifest_types() -> dict[str, set[str]]:
     return names
 
 
+# Components only the contrib image (compose, Kubernetes) has: the module proxy reachable here
+# cannot build them (sagascope.local.postgres_monitoring.NOT_BUILT_REASON).
+CONTRIB_IMAGE_ONLY = {"receivers": {"postgresql"}}
+
+
 def test_the_builder_manifest_names_exactly_the_components_the_configs_use() -> None:
     used = _used_types([BASE, *PROFILES.values()])
     manifest = _manifest_types()
     for kind in KINDS:
-        wanted = {TYPE_ALIASES.get(t, t).replace("_", "") for t in used[kind]}
+        wanted = {TYPE_ALIASES.get(t, t).replace("_", "") for t in used[kind]} - CONTRIB_IMAGE_ONLY.get(kind, set())
         assert wanted == manifest[kind], f"{kind}: configs use {sorted(wanted)}, manifest has {sorted(manifest[kind])}"
+
+
+def test_a_contrib_image_only_component_is_used_by_its_own_profile_alone() -> None:
+    """The local build lacks it: the base and the other profiles must run without it."""
+    for kind, names in CONTRIB_IMAGE_ONLY.items():
+        for name in names:
+            users = {p for p, config in PROFILES.items() if name in {c.split("/")[0] for c in config.get(kind) or {}}}
+            assert users == {name}, f"{kind} {name} used by {users}"
+            assert name not in {c.split("/")[0] for c in BASE.get(kind) or {}}
 
 
 def test_the_manifest_is_one_release_except_the_marked_proxy_gaps() -> None:

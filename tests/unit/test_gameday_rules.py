@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from sagascope.cli.gameday import AnswerKey
 from sagascope.cli.gameday_rules import compress_expr, compress_rule, compressed_rule_files, seconds
 from sagascope.cli.gameday_scenarios import SCENARIOS
+from sagascope.local.backends import REPO_ROOT
 
 
 def test_durations_in_ranges_offsets_and_subqueries_are_divided() -> None:
@@ -56,3 +58,17 @@ def test_every_scenario_has_a_loadable_answer_key_naming_real_alerts() -> None:
         assert key.scenario == scenario.name
         assert key.alerts and key.spans and key.log_events
         assert {a["alertname"] for a in key.alerts} <= alert_names, scenario.name
+
+
+def test_a_database_view_names_a_panel_of_the_built_dashboards() -> None:
+    panels = {
+        f"{board['title']} \u203a {panel['title']}"
+        for path in (REPO_ROOT / "dashboards").glob("*.json")
+        for board in [json.loads(path.read_text())]
+        for panel in board["panels"]
+    }
+    views = {s.name: AnswerKey.load(s.name).database for s in SCENARIOS}
+    assert views["slow-database"] is not None and views["slow-database"].top_statement == "saga_guard"
+    for name, view in views.items():
+        if view is not None:
+            assert view.panel in panels, f"{name}: no panel {view.panel!r}"

@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sagascope.common import correlation
+from sagascope.common.telemetry import sql_context
 from sagascope.common.telemetry.grpc_interceptors import ClientMetricsInterceptor, ServerTelemetryInterceptor
 from sagascope.common.telemetry.instrumentation import (
     default_semconv_opt_in,
@@ -118,14 +119,25 @@ class Telemetry:
             self._events = TelemetryResilienceEvents(self.metrics.resilience if self.enabled else None)
         return self._events
 
-    def instrument_sqlalchemy(self, engine: AsyncEngine) -> None:
+    def instrument_sqlalchemy(self, engine: AsyncEngine, commenter: bool = False) -> None:
         """One CLIENT span per SQL statement on ``engine`` (and a ``connect`` span per pool checkout),
-        from opentelemetry-instrumentation-sqlalchemy."""
+        from opentelemetry-instrumentation-sqlalchemy. ``commenter``: the trace context goes to the
+        server too, in each statement's sqlcommenter comment and in the session's application_name
+        (sql_context.py says what it costs)."""
         if not self.enabled:
             return
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-        self._instrument_once(SQLAlchemyInstrumentor(), engine=engine.sync_engine)
+        if not commenter:
+            self._instrument_once(SQLAlchemyInstrumentor(), engine=engine.sync_engine)
+            return
+        self._instrument_once(
+            SQLAlchemyInstrumentor(),
+            engine=engine.sync_engine,
+            enable_commenter=True,
+            commenter_options=sql_context.COMMENTER_OPTIONS,
+        )
+        sql_context.trace_application_name(engine, self.service_name)
 
     def instrument_pymongo(self) -> None:
         if not self.enabled:
