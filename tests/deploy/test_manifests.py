@@ -12,8 +12,9 @@ import yaml
 from sagascope.common.config import ConfigError
 from sagascope.common.server import GrpcServerConfig
 from sagascope.identity.keys import KeyRing
+from tests.deploy.cluster import Tools
 from tests.deploy.flows import container_env, data_of
-from tests.deploy.render import APP, OVERLAYS, REPO, Rendering, app_name, pod_spec
+from tests.deploy.render import APP, OVERLAYS, REPO, TEST_INPUTS, Rendering, app_name, copy_tree, pod_spec, render
 
 # Backend images whose entrypoints write inside the image (dev overlay only): a writable root.
 WRITABLE_ROOT = {"elasticsearch", "kibana"}
@@ -241,3 +242,18 @@ def test_identity_signs_with_keys_from_a_secret(rendering: Rendering, tmp_path: 
     # DEV-ONLY: identity outside development refuses it.
     with pytest.raises(ConfigError, match="generated development keys"):
         KeyRing(tmp_path, allow_generate=False).reload()
+
+
+def test_postgresql_receiver_component_adds_the_profile_and_its_login(tools: Tools, tmp_path: Path) -> None:
+    """components/postgresql-receiver (opt-in; the collector built here lacks the receiver) adds the
+    profile after the base and k8s configs, the database to read and the monitoring role's Secret."""
+    k8s = copy_tree(tmp_path, TEST_INPUTS)
+    (k8s / "overlays" / "dev-postgresql").mkdir()
+    (k8s / "overlays" / "dev-postgresql" / "kustomization.yaml").write_text(
+        "resources: [../dev]\ncomponents: [../../components/postgresql-receiver]\n"
+    )
+    (c,) = pod_spec(render(tools.kubectl, "dev-postgresql", k8s).named("Deployment", "otel-collector"))["containers"]
+    assert [a for a in c["args"] if a.startswith("--config")][-1] == "--config=/etc/otelcol/postgresql.yml"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POSTGRESQL_ENDPOINT"]["value"] == "postgres:5432"
+    assert env["POSTGRESQL_MONITOR_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"].startswith("postgres-monitoring-")
