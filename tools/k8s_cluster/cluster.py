@@ -218,7 +218,15 @@ async def _daemon(layout: Layout) -> int:
     stop = signalled()
     try:
         _status(layout, STARTING)
-        await _bring_up(layout, bins, sup)
+        bring_up = asyncio.create_task(_bring_up(layout, bins, sup))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({bring_up, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not bring_up.done():  # `down` while starting: stop where it got to
+            bring_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bring_up
+            return 0
+        bring_up.result()
         _status(layout, READY)
         while not stop.is_set():
             dead = [name for name, p in sup.processes.items() if p.process is not None and not p.running]

@@ -47,6 +47,8 @@ def kubelet_config(layout: Layout, ca: Path) -> dict[str, object]:
         "serializeImagePulls": False,
         "maxPods": 110,
         "shutdownGracePeriod": "0s",
+        # Its default, /usr/libexec/kubernetes/..., would be created outside the state directory.
+        "volumePluginDir": str(layout.kubelet_root / "volume-plugins"),
     }
 
 
