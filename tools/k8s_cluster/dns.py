@@ -128,7 +128,7 @@ def _skip_name(message: bytes, pos: int) -> int:
     return pos + 1
 
 
-def resolve(server: str, name: str, timeout: float = 2.0) -> list[str]:
+def resolve(server: str, name: str, timeout: float = 2.0, port: int = 53) -> list[str]:
     """The A records ``server`` answers for ``name`` (one UDP query; [] on no answer)."""
     query = struct.pack(">HHHHHH", 0x5A5A, 0x0100, 1, 0, 0, 0)
     query += b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
@@ -136,7 +136,7 @@ def resolve(server: str, name: str, timeout: float = 2.0) -> list[str]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.sendto(query, (server, 53))
+            sock.sendto(query, (server, port))
             reply = sock.recv(4096)
         except OSError:
             return []
