@@ -33,6 +33,7 @@ OUR_IPSET = re.compile(r"^(inet6:)?(KUBE-|kube-router)", re.IGNORECASE)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 CNI_RESULTS = Path("/var/lib/cni/results")
+PROGRAM = re.compile(r"^(containerd|containerd-shim.*|runc|etcd|kube-.*|kubelet|coredns|pause)$")
 POD_LOG_DIRS = (Path("/var/log/pods"), Path("/var/log/containers"))
 
 
@@ -72,14 +73,22 @@ def _pod_pids() -> set[int]:
     return pids
 
 
+def _program(pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return ""
+
+
 def our_processes(layout: Layout) -> dict[int, str]:
-    """Processes of this cluster: in a kubepods cgroup, or naming the state/run directory (every
-    component's command line does, and so do containerd's shims through the socket address)."""
+    """Processes of this cluster: in a kubepods cgroup, or one of its programs naming the state/run
+    directory (every component's command line does, and containerd's shims name its socket). A
+    shell or editor that mentions the directory is not ours."""
     marks = (str(layout.state), str(layout.run))
     found = {pid: _cmdline(pid) for pid in _pod_pids()}
     for pid in _pids():
         line = _cmdline(pid)
-        if any(mark in line for mark in marks) and "tools.k8s_cluster" not in line:
+        if any(mark in line for mark in marks) and PROGRAM.match(_program(pid)):
             found[pid] = line
     return found
 

@@ -32,7 +32,7 @@ def _flow(kube: Kube, deployed: list[dict[str, Any]], name: str, labels: dict[st
     return run_pod(kube, pod)
 
 
-def test_the_enforcer_is_running() -> None:
+def test_the_enforcer_is_running(kube: Kube) -> None:
     rules = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
     assert "KUBE-ROUTER-FORWARD" in rules and "KUBE-NWPLCY-" in rules, "kube-router has no policy chains"
 
