@@ -300,7 +300,7 @@ def up(layout: Layout, timeout: float = 900.0) -> int:
             return 0
     elif teardown.leftovers(layout):
         _say("a previous cluster did not stop cleanly; removing what it left")
-        teardown.clean(layout)
+        teardown.clean(layout, teardown.read_host(layout))
     started = time.monotonic()
     if not running(layout):
         _say("building or finding the binaries (cached by version in $SAGASCOPE_CACHE)")
@@ -334,10 +334,11 @@ def up(layout: Layout, timeout: float = 900.0) -> int:
 
 def down(layout: Layout) -> int:
     started = time.monotonic()
+    host = teardown.read_host(layout)
     if teardown.stop_daemon(layout):
         _say("the daemon stopped its components")
-    teardown.clean(layout)
-    left = teardown.leftovers(layout)
+    teardown.clean(layout, host)
+    left = teardown.leftovers(layout, host)
     if left:
         print("[k8s] left behind after down:\n  " + "\n  ".join(left), file=sys.stderr)
         return 1

@@ -51,6 +51,7 @@ state = "{layout.containerd_state}"
 
 [{CRI}.containerd.runtimes.runc.options]
   SystemdCgroup = false
+  Root = "{layout.run}/runc"
 
 [{CRI}.cni]
   bin_dir = "/usr/lib/cni"

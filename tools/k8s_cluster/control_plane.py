@@ -93,6 +93,8 @@ def controller_manager_command(
         f"--cert-dir={cert_dir}",
         f"--service-account-private-key-file={pki.sa_private}",
         f"--root-ca-file={pki.ca_cert}",
+        # Its default is /usr/libexec/kubernetes/...; created at start, it would outlive the cluster.
+        f"--flex-volume-plugin-dir={cert_dir.parent / 'flexvolume'}",
         "--use-service-account-credentials=false",
         "--leader-elect=false",
         "--v=1",

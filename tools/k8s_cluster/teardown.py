@@ -34,7 +34,11 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 CNI_RESULTS = Path("/var/lib/cni/results")
 PROGRAM = re.compile(r"^(containerd|containerd-shim.*|runc|etcd|kube-.*|kubelet|coredns|pause)$")
-POD_LOG_DIRS = (Path("/var/log/pods"), Path("/var/log/containers"))
+# Directories a cluster creates outside its own whatever it is told: the kubelet's Pod logs, its
+# device-plugin socket (/var/lib/kubelet/device-plugins is fixed), libcni's result cache, and
+# containerd 1.6's shim sockets (/run/containerd/s is fixed). Removed by `down` unless they existed.
+HOST_DIRS = tuple(Path(d) for d in ("/var/log/pods", "/var/log/containers", "/var/lib/kubelet", "/var/lib/cni",
+                                    "/run/containerd", "/usr/libexec/kubernetes"))
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -275,18 +279,21 @@ def flush_conntrack(layout: Layout) -> None:
 def _cni_results(layout: Layout) -> list[Path]:
     if not CNI_RESULTS.is_dir():
         return []
-    return [p for p in CNI_RESULTS.iterdir() if p.name.startswith(layout.network.cni_name + "-")]
+    # Ours: the bridge network's results and containerd's loopback ones (its network "cni-loopback").
+    prefixes = (layout.network.cni_name + "-", "cni-loopback-")
+    return [p for p in CNI_RESULTS.iterdir() if p.name.startswith(prefixes)]
 
 
 def host_settings() -> dict[str, object]:
     """What `up` changes on the host, as found before: restored by `down`."""
     return {
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
-        "existing_dirs": [str(d) for d in POD_LOG_DIRS if d.exists()],
+        "existing_dirs": [str(d) for d in HOST_DIRS if d.exists()],
     }
 
 
-def _host(layout: Layout) -> dict[str, object]:
+def read_host(layout: Layout) -> dict[str, object]:
+    """What `up` recorded about the host before it changed anything ({} if nothing was recorded)."""
     try:
         data: dict[str, object] = json.loads(layout.host_file.read_text())
     except (OSError, ValueError):
@@ -294,19 +301,17 @@ def _host(layout: Layout) -> dict[str, object]:
     return data
 
 
-def our_files(layout: Layout) -> list[Path]:
-    # Without the record (no `up` ran, or `down` finished), the log directories are not ours to judge.
-    host = _host(layout)
-    existed = set(host.get("existing_dirs", [])) if host else {str(d) for d in POD_LOG_DIRS}  # type: ignore[call-overload]
-    made = [d for d in POD_LOG_DIRS if d.exists() and str(d) not in existed]
+def our_files(layout: Layout, host: dict[str, object]) -> list[Path]:
+    # Without the record (no `up` ran), those directories are not ours to judge.
+    existed = set(host.get("existing_dirs", [])) if host else {str(d) for d in HOST_DIRS}  # type: ignore[call-overload]
+    made = [d for d in HOST_DIRS if d.exists() and str(d) not in existed]
     return [p for p in (layout.state, layout.run) if p.exists()] + _cni_results(layout) + made
 
 
-def remove_files(layout: Layout) -> None:
-    host = _host(layout)
+def remove_files(layout: Layout, host: dict[str, object]) -> None:
     if "ip_forward" in host:
         Path("/proc/sys/net/ipv4/ip_forward").write_text(str(host["ip_forward"]))
-    for path in our_files(layout):
+    for path in our_files(layout, host):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -316,9 +321,10 @@ def remove_files(layout: Layout) -> None:
 # --- all of it -----------------------------------------------------------------------------------
 
 
-def clean(layout: Layout) -> None:
+def clean(layout: Layout, host: dict[str, object]) -> None:
     """Everything, in the order that lets each step succeed: processes before mounts and
-    cgroups, namespaces before links, rules before the chains and sets they name, files last."""
+    cgroups, namespaces before links, rules before the chains and sets they name, files last.
+    ``host`` is what `up` recorded (`read_host`), read before the state directory goes."""
     kill_processes(layout)
     unmount(layout)
     remove_netns(layout)
@@ -328,11 +334,13 @@ def clean(layout: Layout) -> None:
     remove_ipsets()
     flush_conntrack(layout)
     unmount(layout)
-    remove_files(layout)
+    remove_files(layout, host)
 
 
-def leftovers(layout: Layout) -> list[str]:
-    """One line per thing this cluster made that is still there; [] after a complete `down`."""
+def leftovers(layout: Layout, host: dict[str, object] | None = None) -> list[str]:
+    """One line per thing this cluster made that is still there; [] after a complete `down`.
+    ``host``: what `up` recorded (default: read it from the state directory)."""
+    host = read_host(layout) if host is None else host
     found = [f"process {pid}: {line[:160]}" for pid, line in sorted(our_processes(layout).items())]
     found += [f"mount {m}" for m in our_mounts(layout)]
     found += [f"cgroup {c}" for c in _kubepods_cgroups()]
@@ -344,5 +352,5 @@ def leftovers(layout: Layout) -> list[str]:
     entries = conntrack_entries(layout)
     if entries:
         found.append(f"{entries} conntrack entries of {layout.network.cluster_cidr} / {layout.network.service_cidr}")
-    found += [f"file {p}" for p in our_files(layout)]
+    found += [f"file {p}" for p in our_files(layout, host)]
     return found
