@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from sagascope.local.supervisor import ManagedProcess, Supervisor, http_health, signalled
-from tools.k8s_cluster import cni, containerd, dns, images, node, teardown
+from tools.k8s_cluster import cni, containerd, dns, images, node, teardown, volumes
 from tools.k8s_cluster.control_plane import (
     apiserver_command,
     controller_manager_command,
@@ -203,6 +203,7 @@ async def _bring_up(layout: Layout, bins: Binaries, sup: Supervisor) -> None:
     await _wait(f"node {layout.node_name} Ready", lambda: _node_ready(layout, bins), 180)
     await sup.start(["kube-router"], timeout=120)
     _record_children(layout, sup)
+    kubectl(layout, bins, "apply", "-f", "-", stdin=volumes.storage_class())
     kubectl(layout, bins, "apply", "-f", "-", stdin=dns.manifests(layout, coredns.name))
     await _wait("CoreDNS Available", lambda: kubectl(
         layout, bins, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=5s",
@@ -228,7 +229,14 @@ async def _daemon(layout: Layout) -> int:
             return 0
         bring_up.result()
         _status(layout, READY)
+
+        def run_kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return kubectl(layout, bins, *args, stdin=stdin)
+
         while not stop.is_set():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                for claim in await asyncio.to_thread(volumes.provision, layout, run_kubectl):
+                    _say(f"provisioned a hostPath volume for {claim}")
             dead = [name for name, p in sup.processes.items() if p.process is not None and not p.running]
             if dead:
                 _status(layout, f"failed: {', '.join(dead)} exited (logs in {layout.logs})")
