@@ -24,6 +24,13 @@ REQUIRED = os.environ.get("SAGASCOPE_REQUIRE_K8S_RUNTIME") == "1"
 ROLLOUT_SECONDS = float(os.environ.get("SAGASCOPE_K8S_ROLLOUT_SECONDS", "600"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The first test also waits for the overlay to roll out; the disruption tests run for minutes.
+    for item in items:
+        if "deploy/runtime/" in str(item.fspath):
+            item.add_marker(pytest.mark.timeout(ROLLOUT_SECONDS + 600))
+
+
 def unavailable(reason: str) -> None:
     if REQUIRED:
         pytest.fail(f"runtime deploy tier required (SAGASCOPE_REQUIRE_K8S_RUNTIME=1): {reason}")
@@ -77,9 +84,6 @@ def deployed(kube: Kube) -> Iterator[list[dict[str, Any]]]:
             events = kube.kubectl("-n", NAMESPACE, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout
             raise AssertionError(f"{kind}/{name} did not roll out:\n{proc.stderr}{proc.stdout}\n{pods}\n"
                                  f"{events[-4000:]}")
-    for job in (o for o in objects if o["kind"] == "Job"):
-        kube.kubectl("-n", NAMESPACE, "wait", "--for=condition=complete", f"job/{job['metadata']['name']}",
-                     "--timeout=300s", timeout=330)
     print(f"\n[k8s] dev-local rolled out in {time.monotonic() - started:.0f}s")
     yield objects
 

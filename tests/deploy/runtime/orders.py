@@ -36,6 +36,10 @@ async def place(kube: Kube, amount_minor: int) -> OrderResult:
 class StreamResult:
     replies: list[OrderResult] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    windows: list[tuple[float, float]] = field(default_factory=list)  # (sent, answered), time.monotonic()
+
+    def in_flight_at(self, moment: float) -> int:
+        return sum(1 for sent, answered in self.windows if sent <= moment <= answered)
 
     @property
     def failed(self) -> list[OrderResult]:
@@ -65,7 +69,9 @@ async def stream(kube: Kube, stop: asyncio.Event, workers: int = 3, per_second: 
             key = f"k8s-stream-{uuid.uuid4().hex[:12]}"
             result.keys.append(key)
             request = order_request("alice", key, amount_minor=1000 + n, quantity=1)
+            sent = time.monotonic()
             reply = await clients[(n + i) % channels].create_order(request, timeout=30)
+            result.windows.append((sent, time.monotonic()))
             result.replies.append(reply)
             i += 1
             await asyncio.sleep(max(0.0, gap - (time.monotonic() - began)))

@@ -22,13 +22,13 @@ TERMINAL = {"COMPLETED", "COMPENSATED"}
 PAYMENT_LIMIT_MINOR = 100_000  # PAYMENT_LIMIT_MAJOR=1000 (the default) in EUR cents
 
 
-def _during(kube: Kube, action: Any, settle: float = 5.0) -> StreamResult:
+def _during(kube: Kube, action: Any, settle: float = 5.0, workers: int = 3, per_second: float = 3.0) -> StreamResult:
     """Run the stream, do ``action()`` (blocking, in a thread) once it flows, stop ``settle``
     seconds after the action returned."""
 
     async def main() -> StreamResult:
         stop = asyncio.Event()
-        task = asyncio.create_task(stream(kube, stop))
+        task = asyncio.create_task(stream(kube, stop, workers=workers, per_second=per_second))
         await asyncio.sleep(5)
         await asyncio.to_thread(action)
         await asyncio.sleep(settle)
@@ -66,8 +66,14 @@ def test_force_deleting_an_order_pod_with_sagas_in_flight_loses_no_money(
     kube: Kube, deployed: list[dict[str, Any]]
 ) -> None:
     victim = ready_pods(kube, "order", 2)[0]
-    result = _during(kube, lambda: kube.kubectl("-n", NAMESPACE, "delete", "pod", victim, "--grace-period=0",
-                                                "--force"), settle=8)
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        killed_at.append(time.monotonic())
+        kube.kubectl("-n", NAMESPACE, "delete", "pod", victim, "--grace-period=0", "--force")
+
+    # Busier than the rollout's stream, so that sagas are in flight on the victim when it goes.
+    result = _during(kube, kill, settle=8, workers=8, per_second=8.0)
     database_url, mongo_url = _database_urls(kube)
     keys = set(result.keys)
 
@@ -81,7 +87,9 @@ def test_force_deleting_an_order_pod_with_sagas_in_flight_loses_no_money(
                      timeout=180, every=5)
     violations = auditor.check_state(facts, PAYMENT_LIMIT_MINOR)
     summary = {k: dict(v) for k, v in auditor.summarize(facts).items()}
-    print(f"\n[k8s] force-deleted {victim} mid-stream: {result.summary()}; stored: {summary}; "
+    in_flight = result.in_flight_at(killed_at[0])
+    print(f"\n[k8s] force-deleted {victim} with {in_flight} CreateOrder in flight (on both replicas): "
+          f"{result.summary()}; stored: {summary}; "
           f"violations: {len(violations)}")
     assert not violations, violations[:10]
     assert victim not in pod_names(kube, "order")

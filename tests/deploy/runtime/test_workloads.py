@@ -39,8 +39,11 @@ def test_every_workload_is_available_and_every_pod_ready_through_its_probes(
 
 def test_the_job_completed(kube: Kube, deployed: list[dict[str, Any]]) -> None:
     for job in (o for o in deployed if o["kind"] == "Job"):
-        status = kube.get("job", job["metadata"]["name"])["status"]
-        assert status.get("succeeded", 0) >= 1, dump(status)
+        name = job["metadata"]["name"]
+        proc = kube.kubectl("-n", NAMESPACE, "wait", "--for=condition=complete", f"job/{name}", "--timeout=300s",
+                            check=False, timeout=330)
+        logs = kube.kubectl("-n", NAMESPACE, "logs", f"job/{name}", "--tail=20", check=False).stdout
+        assert proc.returncode == 0, f"job/{name} did not complete: {dump(kube.get('job', name)['status'])}\n{logs}"
 
 
 def test_a_service_container_runs_as_10001_with_a_read_only_root(kube: Kube, deployed: list[dict[str, Any]]) -> None:
