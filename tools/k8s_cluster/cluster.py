@@ -18,9 +18,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from sagascope.local.supervisor import ManagedProcess, Supervisor, http_health, signalled
+from sagascope.local.supervisor import HealthCheck, ManagedProcess, Supervisor, http_health, signalled
 from tools.k8s_cluster import cni, containerd, dns, images, node, teardown, volumes
 from tools.k8s_cluster.control_plane import (
     apiserver_command,
@@ -64,8 +65,8 @@ def supervisor(layout: Layout, bins: Binaries) -> Supervisor:
     logs, env = layout.logs, dict(os.environ)
     sup = Supervisor(cwd=layout.state, say=_say)
 
-    def add(name: str, command: list[str], health: object) -> None:
-        sup.add(ManagedProcess(name, command, env, logs / f"{name}.log", health=health))  # type: ignore[arg-type]
+    def add(name: str, command: list[str], health: HealthCheck) -> None:
+        sup.add(ManagedProcess(name, command, env, logs / f"{name}.log", health=health))
 
     add("containerd", ["containerd", "--config", str(layout.containerd_config)],
         containerd_health(layout.containerd_socket))
@@ -181,10 +182,10 @@ def _node_ready(layout: Layout, bins: Binaries) -> bool:
     return proc.stdout.strip() == "True"
 
 
-async def _wait(what: str, predicate: object, timeout: float) -> None:
+async def _wait(what: str, predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(predicate):  # type: ignore[arg-type]
+        if await asyncio.to_thread(predicate):
             return
         await asyncio.sleep(1)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

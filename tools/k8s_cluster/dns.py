@@ -140,8 +140,12 @@ def resolve(server: str, name: str, timeout: float = 2.0, port: int = 53) -> lis
             reply = sock.recv(4096)
         except OSError:
             return []
+    return parse_answer(reply, len(query))  # the reply repeats the question first
+
+
+def parse_answer(reply: bytes, pos: int) -> list[str]:
+    """The A records of a DNS reply whose answers start at ``pos``."""
     answers = struct.unpack(">H", reply[6:8])[0]
-    pos = len(query)  # the reply repeats the question
     found = []
     for _ in range(answers):
         pos = _skip_name(reply, pos)
