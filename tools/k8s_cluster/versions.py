@@ -36,10 +36,10 @@ class Binaries:
 
 def binaries() -> Binaries:
     """Build (first run, cached by version in $SAGASCOPE_CACHE) or find every binary the cluster runs."""
-    proc = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, cwd=REPO)
+    # The builds' progress (minutes, the first time) goes to our stderr as it happens.
+    proc = subprocess.run(["bash", str(INSTALL)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"{INSTALL.relative_to(REPO)} failed (exit {proc.returncode}):\n{tail}")
+        raise RuntimeError(f"{INSTALL.relative_to(REPO)} failed (exit {proc.returncode}); its output is above")
     values = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     k8s = Path(values["K8S_DIR"])
     return Binaries(
