@@ -243,7 +243,7 @@ async def _daemon(layout: Layout) -> int:
                 _status(layout, f"failed: {', '.join(dead)} exited (logs in {layout.logs})")
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2)
+                await asyncio.wait_for(stop.wait(), 5)  # each round runs kubectl once: CPU is scarce
         await stop.wait()
         return 0
     except BaseException as exc:
