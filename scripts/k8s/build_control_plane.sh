@@ -17,6 +17,12 @@ cmds=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube
 
 have_all() { local c; for c in "${cmds[@]}"; do [[ -x "$dir/$c" ]] || return 1; done; }
 if have_all; then printf '%s\n' "$dir"; exit 0; fi
+# One build per version at a time: two builds in one wrapper directory delete each other's output
+# (seen: "mkdir bin/: no such file or directory"). The second waits, then finds the binaries.
+mkdir -p "$SAGASCOPE_CACHE/build"
+exec 9>"$SAGASCOPE_CACHE/build/k8s-$version.lock"
+flock 9
+if have_all; then printf '%s\n' "$dir"; exit 0; fi
 
 command -v go >/dev/null || die "Go is needed to build Kubernetes $version"
 # One build at a time: a second caller (a test, another clone) waits here instead of wiping the

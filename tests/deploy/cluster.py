@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.pki import Pki, make_pki
+from tools.k8s_cluster.control_plane import (
+    apiserver_command,
+    controller_manager_command,
+    etcd_command,
+    write_kubeconfig,
+)
+from tools.k8s_cluster.pki import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_TOOLS = REPO / "scripts" / "k8s" / "install_tools.sh"
@@ -98,20 +104,6 @@ class ControlPlane:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def _write_kubeconfig(path: Path, server: str, pki: Pki) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": str(pki.ca_cert)}}],
-        "users": [
-            {"name": "admin", "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)}}
-        ],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-        "current-context": "test",
-    }
-    path.write_text(json.dumps(config))
-
-
 def _start(name: str, argv: list[str], logs: Path) -> subprocess.Popen[bytes]:
     log = (logs / f"{name}.log").open("wb")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -141,56 +133,22 @@ def control_plane(tools: Tools, workdir: Path) -> Iterator[ControlPlane]:
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     server = f"https://127.0.0.1:{api_port}"
     kubeconfig = workdir / "kubeconfig"
-    _write_kubeconfig(kubeconfig, server, pki)
+    write_kubeconfig(kubeconfig, server, pki)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(
-            _start(
-                "etcd",
-                [
-                    str(tools.etcd),
-                    f"--data-dir={workdir / 'etcd'}",
-                    f"--listen-client-urls={etcd_url}",
-                    f"--advertise-client-urls={etcd_url}",
-                    f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                    f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                    f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
-                    "--unsafe-no-fsync",  # a throwaway store; the machine's disk is shared
-                    "--log-level=warn",
-                ],
-                logs,
-            )
+        procs.append(_start("etcd", etcd_command(tools.etcd, workdir / "etcd", etcd_port, peer_port), logs))
+        apiserver = apiserver_command(
+            tools.kube_apiserver,
+            etcd_url=etcd_url,
+            address="127.0.0.1",
+            port=api_port,
+            cert_dir=workdir / "apiserver-certs",
+            pki=pki,
+            service_cidr="10.96.0.0/16",
+            # No `kubernetes` Service endpoints: they may not be loopback, and nothing here needs them.
+            extra=("--endpoint-reconciler-type=none",),
         )
-        procs.append(
-            _start(
-                "kube-apiserver",
-                [
-                    str(tools.kube_apiserver),
-                    f"--etcd-servers={etcd_url}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
-                    # No `kubernetes` Service endpoints: they may not be loopback, and nothing here needs them.
-                    "--endpoint-reconciler-type=none",
-                    # As real clusters (kubeadm, kind) run: privileged pods are allowed by the server
-                    # and refused by Pod Security admission per namespace — the check under test.
-                    "--allow-privileged=true",
-                    f"--secure-port={api_port}",
-                    f"--cert-dir={workdir / 'apiserver-certs'}",
-                    f"--tls-cert-file={pki.server_cert}",
-                    f"--tls-private-key-file={pki.server_key}",
-                    f"--client-ca-file={pki.ca_cert}",
-                    "--anonymous-auth=false",
-                    "--authorization-mode=RBAC",
-                    "--service-account-issuer=https://kubernetes.default.svc",
-                    f"--service-account-key-file={pki.sa_public}",
-                    f"--service-account-signing-key-file={pki.sa_private}",
-                    "--service-cluster-ip-range=10.96.0.0/16",
-                    "--profiling=false",
-                    "--v=1",
-                ],
-                logs,
-            )
-        )
+        procs.append(_start("kube-apiserver", apiserver, logs))
         plane = ControlPlane(tools, kubeconfig, workdir)
 
         def ready() -> bool:
@@ -200,27 +158,15 @@ def control_plane(tools: Tools, workdir: Path) -> Iterator[ControlPlane]:
             return plane.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
 
         plane.wait_for("kube-apiserver /readyz", ready, timeout=120)
-        procs.append(
-            _start(
-                "kube-controller-manager",
-                [
-                    str(tools.kube_controller_manager),
-                    f"--kubeconfig={kubeconfig}",
-                    f"--authentication-kubeconfig={kubeconfig}",
-                    f"--authorization-kubeconfig={kubeconfig}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={kcm_port}",
-                    f"--cert-dir={workdir / 'kcm-certs'}",
-                    f"--service-account-private-key-file={pki.sa_private}",
-                    f"--root-ca-file={pki.ca_cert}",
-                    "--use-service-account-credentials=false",
-                    "--leader-elect=false",
-                    "--horizontal-pod-autoscaler-sync-period=2s",
-                    "--v=1",
-                ],
-                logs,
-            )
+        controller_manager = controller_manager_command(
+            tools.kube_controller_manager,
+            kubeconfig=kubeconfig,
+            port=kcm_port,
+            cert_dir=workdir / "kcm-certs",
+            pki=pki,
+            extra=("--horizontal-pod-autoscaler-sync-period=2s",),
         )
+        procs.append(_start("kube-controller-manager", controller_manager, logs))
         plane.wait_for(
             "the controller-manager's `default` ServiceAccount in namespace default",
             lambda: plane.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,

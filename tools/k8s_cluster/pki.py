@@ -1,5 +1,6 @@
-"""A throwaway certificate authority for the test control plane: the API server's serving
-certificate, an admin client certificate (O=system:masters) and the service-account key pair."""
+"""A throwaway certificate authority for a control plane (the admission tier's and the running
+cluster's): the API server's serving certificate, an admin client certificate (O=system:masters)
+and the service-account key pair."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def _issue(
     *,
     usage: list[x509.ObjectIdentifier] | None = None,
     sans: list[x509.GeneralName] | None = None,
+    days: int = 1,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     issuer_name, issuer_key = (ca[0].subject, ca[1]) if ca else (subject, key)
@@ -55,7 +57,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca is None, path_length=None), critical=True)
     )
     if usage:
@@ -65,21 +67,23 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, server_ips: tuple[str, ...] = (), days: int = 1) -> Pki:
+    """Write a fresh CA and certificates into ``directory``; the API server's certificate names
+    127.0.0.1, the in-cluster names and ``server_ips`` (a node address, the `kubernetes` Service)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _issue(_name("sagascope-test-ca"), ca_key, None)
+    ca_cert = _issue(_name("sagascope-test-ca"), ca_key, None, days=days)
     server_key = ec.generate_private_key(ec.SECP256R1())
+    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local"]
     server_cert = _issue(
         _name("kube-apiserver"),
         server_key,
         (ca_cert, ca_key),
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
-        sans=[
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes.default.svc"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ],
+        sans=[x509.DNSName(n) for n in names]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *server_ips)],
+        days=days,
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     # O=system:masters: the group the API server's RBAC lets do everything.
@@ -88,6 +92,7 @@ def make_pki(directory: Path) -> Pki:
         admin_key,
         (ca_cert, ca_key),
         usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        days=days,
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     files = {

@@ -1,0 +1,100 @@
+"""A completed and a compensated CreateOrder through the `order` Service's cluster DNS name, and
+what the in-cluster backends then hold: both traces in Jaeger with the Pod's Kubernetes attributes
+(k8s_attributes), their log records in Elasticsearch with their correlation_id (the collector's
+filelog receiver reading the kubelet's /var/log/pods files), and the saga metrics in Prometheus
+one series per order Pod."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from typing import Any
+
+import pytest
+
+from sagascope.cli.client import OrderResult
+from tests.deploy.runtime.conftest import pod_names
+from tests.deploy.runtime.kube import NAMESPACE, Kube, wait_for
+from tests.deploy.runtime.orders import OVER_LIMIT_MINOR, place
+from tests.e2e import queries
+from tests.e2e.test_backends import http_json
+
+
+@pytest.fixture(scope="module")
+def sagas(kube: Kube, deployed: list[dict[str, Any]]) -> dict[str, OrderResult]:
+    completed = asyncio.run(place(kube, 4999))
+    compensated = asyncio.run(place(kube, OVER_LIMIT_MINOR))
+    return {"completed": completed, "compensated": compensated}
+
+
+def test_a_completed_and_a_compensated_order(sagas: dict[str, OrderResult]) -> None:
+    completed, compensated = sagas["completed"], sagas["compensated"]
+    assert completed.code.name == "OK" and completed.status_name == "COMPLETED", completed
+    assert compensated.status_name in ("CANCELLED", "FAILED_PRECONDITION"), compensated
+    assert completed.correlation_id and compensated.correlation_id
+
+
+def _trace(kube: Kube, correlation_id: str) -> dict[str, Any]:
+    tags = urllib.parse.quote(json.dumps({"correlation_id": correlation_id}))
+    url = kube.url("jaeger", 16686, f"/api/traces?service=order-service&tags={tags}&limit=5&lookback=1h")
+
+    def probe() -> dict[str, Any] | None:
+        body = http_json(url)
+        found = [t for t in body.get("data") or [] if any(s["operationName"] == "saga CreateOrder" for s in t["spans"])]
+        return found[0] if found else None
+
+    return wait_for(f"the saga trace of {correlation_id} in Jaeger", probe, timeout=90)
+
+
+@pytest.mark.parametrize("outcome", ["completed", "compensated"])
+def test_the_trace_is_in_jaeger_with_the_pods_kubernetes_attributes(
+    kube: Kube, sagas: dict[str, OrderResult], outcome: str
+) -> None:
+    trace = _trace(kube, sagas[outcome].correlation_id)
+    saga = next(s for s in trace["spans"] if s["operationName"] == "saga CreateOrder")
+    assert {t["key"]: t["value"] for t in saga["tags"]}.get("saga.outcome") == outcome
+    process = {t["key"]: t["value"] for t in trace["processes"][saga["processID"]]["tags"]}
+    assert process.get("k8s.namespace.name") == NAMESPACE, process
+    assert process.get("k8s.pod.name", "").startswith("order-"), process
+
+
+@pytest.mark.parametrize("outcome", ["completed", "compensated"])
+def test_the_log_records_are_in_elasticsearch_read_from_the_pods_log_files(
+    kube: Kube, sagas: dict[str, OrderResult], outcome: str
+) -> None:
+    cid = sagas[outcome].correlation_id
+    (search,) = [s for s in queries.saved_searches() if s.title == "Saga logs by correlation_id"]
+    body = queries.saved_search_request(search, f'attributes.correlation_id : "{cid}"')
+    url = kube.url("elasticsearch", 9200, f"/{search.index_pattern}/_search")
+
+    def probe() -> list[dict[str, Any]] | None:
+        hits: list[dict[str, Any]] = http_json(url, body)["hits"]["hits"]
+        return hits if any(h["_source"]["resource"]["attributes"].get("service.name") == "order-service"
+                           for h in hits) else None
+
+    hits = wait_for(f"order-service log records with correlation_id {cid} in Elasticsearch", probe, timeout=90)
+    events = {h["_source"]["attributes"].get("event") for h in hits}
+    assert "saga.finished" in events, events
+    files = {str(h["_source"]["attributes"].get("log.file.path", "")) for h in hits}
+    assert all(f.startswith("/var/log/pods/") for f in files), (
+        f"records not read from the kubelet's /var/log/pods files (log.file.path {files}): the collector "
+        f"gets them some other way: {json.dumps(hits[0]['_source'])[:1500]}"
+    )
+
+
+def test_saga_metrics_are_one_series_per_order_pod(kube: Kube, sagas: dict[str, OrderResult]) -> None:
+    pods = set(pod_names(kube, "order"))
+    url = kube.url("prometheus", 9090, "/api/v1/query")
+
+    def probe() -> list[dict[str, Any]] | None:
+        result: list[dict[str, Any]] = http_json(url, form={"query": 'saga_in_flight{saga="CreateOrder"}'})["data"][
+            "result"]
+        named = {v for r in result for v in r["metric"].values()}
+        return result if pods <= named else None
+
+    series = wait_for(f"saga_in_flight series naming each order pod {sorted(pods)}", probe, timeout=120)
+    per_pod = [s for s in series if pods & set(s["metric"].values())]
+    assert len(per_pod) == len(series), f"series without an order pod label: {series}"
+    counts = {p: sum(1 for s in series if p in s["metric"].values()) for p in pods}
+    assert set(counts.values()) == {1}, counts
