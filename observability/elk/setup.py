@@ -7,9 +7,14 @@ what Kibana holds, and is only written when it differs — a second run prints
 "unchanged" for everything and changes nothing.
 
 Environment:
-  ELASTICSEARCH_URL  required, e.g. http://elasticsearch:9200
+  ELASTICSEARCH_URL  required, e.g. http://elasticsearch:9200 (not with --keep-kibana-current)
   KIBANA_URL         optional; empty skips the saved-objects import (local stack)
   SETUP_TIMEOUT      seconds to wait for each backend (default 180)
+
+``--keep-kibana-current SECONDS`` imports only the Kibana saved objects and then checks them again
+every SECONDS, for ever: a container beside Kibana (Kubernetes dev overlay) keeps them current
+whenever Kibana runs, so the one-shot Job needs no Kibana — and finishes where Kibana is not
+deployed.
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ class Settings:
     timeout: float
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, need_elasticsearch: bool = True) -> Settings:
         es = os.environ.get("ELASTICSEARCH_URL", "").strip()
-        if not es:
+        if need_elasticsearch and not es:
             raise SystemExit("ELASTICSEARCH_URL is required (e.g. http://elasticsearch:9200)")
         return cls(
             elasticsearch_url=es,
@@ -191,7 +196,29 @@ def ensure_saved_objects(http: urllib3.PoolManager, url: str) -> str:
     return f"imported {result.get('successCount')} objects ({', '.join(o['id'] for o in stale)} differed)"
 
 
-def main() -> int:
+def keep_kibana_current(settings: Settings, every_s: float) -> None:
+    """Import the saved objects once Kibana is up, then re-check them every ``every_s`` (a Kibana
+    whose index was lost gets them back). Never returns; a failed round is retried next time."""
+    if not settings.kibana_url:
+        raise SystemExit("KIBANA_URL is required with --keep-kibana-current")
+    http = urllib3.PoolManager()
+    while True:
+        try:
+            wait_for_kibana(http, settings.kibana_url, settings.timeout)
+            say(f"Kibana saved objects: {ensure_saved_objects(http, settings.kibana_url)}")
+        except SystemExit as failed:  # Kibana restarting or refusing: say so, try again later
+            say(f"Kibana saved objects not checked: {failed}")
+        time.sleep(every_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--keep-kibana-current"]:
+        if len(args) != 2:
+            raise SystemExit("usage: setup.py --keep-kibana-current SECONDS")
+        keep_kibana_current(Settings.from_env(need_elasticsearch=False), float(args[1]))
+    elif args:
+        raise SystemExit(f"unknown arguments {args}; usage: setup.py [--keep-kibana-current SECONDS]")
     settings = Settings.from_env()
     es = Elasticsearch(settings.elasticsearch_url, request_timeout=30)
     wait_for_elasticsearch(es, settings.timeout)

@@ -17,7 +17,7 @@ from tests.deploy.flows import container_env, data_of
 from tests.deploy.render import APP, OVERLAYS, REPO, TEST_INPUTS, Rendering, app_name, copy_tree, pod_spec, render
 
 # Backend images whose entrypoints write inside the image (dev overlay only): a writable root.
-WRITABLE_ROOT = {"elasticsearch", "kibana"}
+WRITABLE_ROOT = {"elasticsearch", "kibana"}  # their main containers only (dev); a helper beside them is read-only
 
 
 def env_of(path: str) -> dict[str, str]:
@@ -54,7 +54,8 @@ def test_every_container_is_hardened(rendering: Rendering) -> None:
             assert "add" not in sc["capabilities"], where
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
             assert sc.get("privileged") is False, where
-            assert sc["readOnlyRootFilesystem"] is (app_name(workload) not in WRITABLE_ROOT), where
+            writable = (app_name(workload), c["name"]) in {(name, name) for name in WRITABLE_ROOT}
+            assert sc["readOnlyRootFilesystem"] is not writable, where
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{where}: {kind}"
 
@@ -257,3 +258,16 @@ def test_postgresql_receiver_component_adds_the_profile_and_its_login(tools: Too
     env = {e["name"]: e for e in c["env"]}
     assert env["POSTGRESQL_ENDPOINT"]["value"] == "postgres:5432"
     assert env["POSTGRESQL_MONITOR_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"].startswith("postgres-monitoring-")
+
+
+def test_elk_setup_job_needs_no_kibana_and_kibana_keeps_its_saved_objects(renderings: dict[str, Rendering]) -> None:
+    """The Job finishes where Kibana is not deployed (the runtime tier scales it to zero); the saved
+    objects are imported by a container beside Kibana, whenever Kibana runs."""
+    dev = renderings["dev"]
+    (job,) = dev.of_kind("Job")
+    assert "KIBANA_URL" not in {e["name"] for c in containers(job) for e in c.get("env", [])}
+    by_name = {c["name"]: c for c in containers(dev.named("Deployment", "kibana"))}
+    keeper = by_name["saved-objects"]
+    assert keeper["image"].split(":")[0] == job["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0]
+    assert keeper["args"][0] == "--keep-kibana-current"
+    assert {"name": "KIBANA_URL", "value": "http://localhost:5601"} in keeper["env"]
