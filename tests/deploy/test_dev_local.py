@@ -91,4 +91,6 @@ def test_every_running_container_uses_an_image_built_here_with_the_pinned_tag(
             name, _, tag = image.removeprefix(LOCAL).partition(":")
             assert LOCAL_TAGS.get(name) == tag, f"{image}: build_images.sh tags {name} as {LOCAL_TAGS.get(name)}"
             used[name] = tag
-    assert set(used) == set(LOCAL_TAGS), f"images built but not used, or used but not built: {set(used) ^ set(LOCAL_TAGS)}"
+    assert set(used) == set(LOCAL_TAGS), (
+        f"images built but not used, or used but not built: {set(used) ^ set(LOCAL_TAGS)}"
+    )
