@@ -2,8 +2,8 @@
 
 Each runs as its manifest runs it — the manifest's user, a read-only root unless the manifest
 allows a writable one, no capabilities, its environment and writable volumes — and is asked
-what the manifest's probes ask. Skipped (failed where SAGASCOPE_REQUIRE_K8S=1) when the images
-are not built.
+what the manifest's probes ask. Skipped when the images are not built — failed where
+SAGASCOPE_REQUIRE_K8S_IMAGES=1 (.ci/run, after `make k8s-images`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def need(name: str) -> str:
     else:
         why = f"{ref(name)} is not built (make k8s-images)"
     if ref(name) not in built:
-        if os.environ.get("SAGASCOPE_REQUIRE_K8S") == "1":
+        if os.environ.get("SAGASCOPE_REQUIRE_K8S_IMAGES") == "1":
             pytest.fail(why)
         pytest.skip(why)
     if os.geteuid() != 0:
