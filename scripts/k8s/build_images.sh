@@ -203,6 +203,8 @@ else
 fi
 
 # --- summary and loading ------------------------------------------------------------------------
+# vfs keeps a full copy per layer: drop the images a rebuild replaced (the archives are the cache).
+(( ${#BUILT[@]} == 0 )) || bh rmi --prune >/dev/null 2>&1 || true
 log "built: ${BUILT[*]:-none}; cached: ${CACHED[*]:-none} (${SECONDS}s so far)"
 for a in "${ARCHIVES[@]}"; do
   log "  $(du -h "$a" | cut -f1)	${a##*/}"
