@@ -5,7 +5,9 @@
 
 One function per dashboard; the SDK's builders follow Grafana's own schema, so a panel option
 Grafana would reject does not type-check. Datasource uids are fixed by
-observability/grafana/provisioning (exemplars link to Jaeger through the Prometheus one).
+observability/grafana/provisioning (exemplars link to Jaeger through the Prometheus one). The
+one SQL panel ("Stuck sagas") reads the saga log through the PostgreSQL datasource; its query is
+run against a real PostgreSQL by tests/integration/test_stuck_sagas_panel.py.
 The SDK line is pinned in pyproject.toml to the newest schema Grafana in compose reads.
 """
 
@@ -15,24 +17,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import nodegraph, prometheus, stat, statetimeline, timeseries
+from grafana_foundation_sdk.builders import nodegraph, prometheus, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEditorMode
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+# The saga log itself (observability/grafana/provisioning/datasources/datasources.yml).
+POSTGRES = model.DataSourceRef(type_val="grafana-postgresql-datasource", uid="postgres")
+JAEGER_UID, ELASTICSEARCH_UID = "jaeger", "elasticsearch"
+# Where a browser reaches the UIs in compose and through kubectl port-forward (as the Kibana
+# index pattern's trace_id link does for Jaeger: observability/elk/kibana/saved-objects.ndjson).
+KIBANA_URL, JAEGER_URL = "http://localhost:5601", "http://localhost:16686"
+KIBANA_OBJECTS = REPO / "observability" / "elk" / "kibana" / "saved-objects.ndjson"
 GRPC_SERVER_ERRORS = 'grpc_code=~"UNKNOWN|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|ABORTED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|CANCELLED"'
 
-PanelT = TypeVar("PanelT", timeseries.Panel, stat.Panel, statetimeline.Panel, nodegraph.Panel)
+PanelT = TypeVar("PanelT", timeseries.Panel, stat.Panel, statetimeline.Panel, nodegraph.Panel, table.Panel)
 
 
 # --- building blocks ---------------------------------------------------------------------------
@@ -58,7 +71,7 @@ GREEN = thresholds((None, "green"))
 class Cell:
     """A panel and its size; :func:`board` lays cells out left to right, row by row."""
 
-    panel: timeseries.Panel | stat.Panel | statetimeline.Panel | nodegraph.Panel
+    panel: timeseries.Panel | stat.Panel | statetimeline.Panel | nodegraph.Panel | table.Panel
     width: int = 12
     height: int = 8
 
@@ -173,6 +186,155 @@ def quantiles(metric: str, by: str, selector: str, legend_prefix: str, exemplar:
     ]
 
 
+
+# --- the saga log, through the PostgreSQL datasource ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class SqlQuery(cogvariants.Dataquery):
+    """A target of Grafana's PostgreSQL datasource (the SDK has no builder for it): raw SQL in code
+    mode, returned as a table."""
+
+    raw_sql: str
+    ref_id: str = "A"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "datasource": POSTGRES.to_json(),
+            "editorMode": "code",
+            "format": "table",
+            "rawQuery": True,
+            "rawSql": self.raw_sql,
+            "refId": self.ref_id,
+        }
+
+
+class Sql(cogbuilder.Builder[SqlQuery]):
+    def __init__(self, raw_sql: str) -> None:
+        self._query = SqlQuery(raw_sql)
+
+    def build(self) -> SqlQuery:
+        return self._query
+
+
+def saga_steps() -> dict[str, list[str]]:
+    """Step names by saga, from the saga definitions (the saga log stores the step's index)."""
+    from sagascope.common.faults import FaultInjector
+    from sagascope.order.payment_client import PaymentParticipant
+    from sagascope.order.saga import OrderSagaSteps, create_order_saga
+
+    # Only the declaration is read, no step runs: the steps object needs no participant or faults.
+    definition = create_order_saga(OrderSagaSteps(cast(PaymentParticipant, None), cast(FaultInjector, None)))
+    return {definition.name: [step.name for step in definition.steps]}
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# The statuses of a saga that has not finished (sagascope/saga/store.py; PAUSED: set by an operator).
+UNFINISHED_STATUSES = ("RUNNING", "COMPENSATING", "FAILED", "PAUSED")
+
+
+def stuck_sagas_sql(steps: Mapping[str, Sequence[str]]) -> str:
+    """Unfinished sagas, oldest first, with what an operator needs to pick one: no Grafana macro,
+    so the text in the dashboard is exactly what PostgreSQL runs. Times in the saga log are Unix
+    seconds; the trace id is the second field of the stored W3C traceparent."""
+    step_name = "CASE name " + " ".join(
+        f"WHEN {_sql_text(saga)} THEN (ARRAY[{', '.join(_sql_text(s) for s in names)}])[step_index + 1]"
+        for saga, names in sorted(steps.items())
+    ) + " END"
+    statuses = ", ".join(_sql_text(s) for s in UNFINISHED_STATUSES)
+    return (
+        "SELECT\n"
+        "  to_timestamp(created_at) AS \"started\",\n"
+        "  round((extract(epoch FROM now()) - created_at)::numeric, 1) AS \"age\",\n"
+        "  round((extract(epoch FROM now()) - updated_at)::numeric, 1) AS \"idle\",\n"
+        "  status,\n"
+        "  name AS \"saga\",\n"
+        f"  coalesce({step_name}, step_index::text) AS \"step\",\n"
+        "  attempts,\n"
+        "  failure_reason AS \"last failure\",\n"
+        "  CASE WHEN next_attempt_at > 0 THEN to_timestamp(next_attempt_at) END AS \"next attempt\",\n"
+        "  lease_owner AS \"lease owner\",\n"
+        "  id AS \"saga id\",\n"
+        "  correlation_id AS \"correlation id\",\n"
+        "  nullif(split_part(traceparent, '-', 2), '') AS \"trace id\"\n"
+        "FROM saga_instances\n"
+        f"WHERE status IN ({statuses})\n"
+        "ORDER BY created_at, id\n"
+        "LIMIT 100"
+    )
+
+
+def saved_search_id(title: str) -> str:
+    """The id of the Kibana saved search we ship under ``title`` (so a renamed search breaks the build)."""
+    for line in KIBANA_OBJECTS.read_text().splitlines():
+        obj = json.loads(line) if line.strip() else {}
+        if obj.get("type") == "search" and obj["attributes"]["title"] == title:
+            return str(obj["id"])
+    raise LookupError(f"no Kibana saved search titled {title!r} in {KIBANA_OBJECTS}")
+
+
+def kibana_logs_url(correlation_id: str) -> str:
+    """Kibana Discover on the "Saga logs by correlation_id" search, filtered to one id (KQL, rison)."""
+    kql = urllib.parse.quote(f'attributes.correlation_id : "{correlation_id}"', safe="${}._:")
+    return (
+        f"{KIBANA_URL}/app/discover#/view/{saved_search_id('Saga logs by correlation_id')}"
+        f"?_g=(time:(from:now-7d,to:now))&_a=(query:(language:kuery,query:'{kql}'))"
+    )
+
+
+def links(*items: dict[str, object]) -> list[model.DynamicConfigValue]:
+    return [model.DynamicConfigValue(id_val="links", value=list(items))]
+
+
+def stuck_sagas() -> table.Panel:
+    value = "${__value.raw}"
+    trace = links(
+        {"title": "Trace in Jaeger", "url": "", "internal": {
+            "datasourceUid": JAEGER_UID, "datasourceName": "Jaeger", "query": {"query": value},
+        }},
+        {"title": "Trace in the Jaeger UI", "url": f"{JAEGER_URL}/trace/{value}", "targetBlank": True},
+    )
+    logs = links(
+        {"title": "Logs in Kibana", "url": kibana_logs_url(value), "targetBlank": True},
+        {"title": "Logs in Grafana (Elasticsearch)", "url": "", "internal": {
+            "datasourceUid": ELASTICSEARCH_UID, "datasourceName": "Elasticsearch",
+            "query": {"query": f'attributes.correlation_id:"{value}"', "metrics": [{"id": "1", "type": "logs"}]},
+        }},
+    )
+    status_colours: list[model.ValueMapping] = [
+        model.ValueMap(options={
+            "RUNNING": model.ValueMappingResult(color="green", index=0),
+            "COMPENSATING": model.ValueMappingResult(color="orange", index=1),
+            "FAILED": model.ValueMappingResult(color="red", index=2),
+            "PAUSED": model.ValueMappingResult(color="blue", index=3),
+        })
+    ]
+    return (
+        table.Panel()
+        .title("Stuck sagas")
+        .description(
+            "Sagas in the saga log that have not finished (RUNNING, COMPENSATING, FAILED = a compensation parked for "
+            "recovery, PAUSED = held by an operator), oldest first; age since the saga started, idle since its last "
+            "saga-log write. Trace id: the saga's trace in Jaeger. Correlation id: its logs in Kibana. Act on one with "
+            "sagascope sagas show / retry / pause / resume / resolve (docs/operations.md)."
+        )
+        .datasource(POSTGRES)
+        .with_target(Sql(stuck_sagas_sql(saga_steps())))
+        .show_header(True)
+        .override_by_name("age", [model.DynamicConfigValue(id_val="unit", value="s")])
+        .override_by_name("idle", [model.DynamicConfigValue(id_val="unit", value="s")])
+        .override_by_name("status", [
+            model.DynamicConfigValue(id_val="mappings", value=status_colours),
+            model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+        ])
+        .override_by_name("trace id", trace)
+        .override_by_name("correlation id", logs)
+    )
+
+
 # --- Saga overview -------------------------------------------------------------------------------
 
 SAGA = 'saga=~"$saga"'
@@ -270,6 +432,7 @@ def saga_overview() -> model.Dashboard:
             ],
             description="Attempts rising while unfinished sagas do not fall is SagaRecoveryNoProgress.",
         )),
+        Cell(stuck_sagas(), 24, 10),
     ]
     return board(
         "saga-overview",

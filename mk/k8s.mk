@@ -3,7 +3,7 @@
 # by version in $(SAGASCOPE_CACHE); the first run takes a while, later runs seconds.
 .PHONY: k8s-tools k8s-render k8s-verify k8s-images
 
-k8s-tools: ## build kube-apiserver/controller-manager/kubectl, etcd, istioctl, kube-score (once, cached)
+k8s-tools: ## build kube-apiserver/controller-manager/kubectl, etcd, istioctl, kube-score, sdcheck (once, cached)
 	bash scripts/k8s/install_tools.sh
 
 k8s-render: ## print `kubectl kustomize deploy/k8s/overlays/$$OVERLAY` (default dev) with the built kubectl

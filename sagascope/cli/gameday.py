@@ -5,15 +5,18 @@ backends, with time-compressed alert rules loaded into Prometheus
 (:mod:`sagascope.cli.gameday_rules`), then starts one scenario
 (:mod:`sagascope.cli.gameday_scenarios`) under steady traffic and prints where to look —
 not what is wrong. The answer key, ``observability/gamedays/<scenario>.yaml``, lists the alerts
-that must fire, the trace shape that shows the cause and the log events; :class:`AnswerKey`
-checks it against Prometheus, Jaeger and Elasticsearch (tests/e2e/test_gamedays.py does, for
-every scenario).
+that must fire, the trace shape that shows the cause, the log events and, where an operator has
+to act, the path with the admin CLI (``sagascope sagas ...``); :class:`AnswerKey` checks it
+against Prometheus, Jaeger and Elasticsearch (tests/e2e/test_gamedays.py does, for every
+scenario, and runs the operator's path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import string
 import time
 import urllib.parse
 import urllib.request
@@ -213,12 +216,34 @@ class SpanShape:
 
 
 @dataclass(frozen=True)
+class OperatorStep:
+    """One command of the operator's path: ``sagascope sagas ...`` with a ``{name}`` placeholder
+    for the saga it acts on."""
+
+    run: str
+    shows: tuple[str, ...] = ()  # words the output must contain (of `show`, after an action with `then`)
+    then: str = ""  # the status `sagascope sagas show {saga}` must reach after this command
+    after_lift: bool = False  # run once the fault is lifted
+
+    def argv(self, sagas: Mapping[str, str]) -> list[str]:
+        """The command's words with the placeholders filled in (``sagascope`` stays the first word)."""
+        return [word.format_map(sagas) for word in shlex.split(self.run)]
+
+    @property
+    def saga(self) -> str:
+        """The placeholder naming the saga the command acts on ("" for a command on no one saga)."""
+        names = [name for word in shlex.split(self.run) for _, name, _, _ in string.Formatter().parse(word) if name]
+        return names[0] if names else ""
+
+
+@dataclass(frozen=True)
 class AnswerKey:
     scenario: str
     alerts: tuple[Mapping[str, str], ...]
     sample: Mapping[str, str]  # which placed order to follow: {status: ...}, {not_status: ...}, {code: ...}
     spans: tuple[SpanShape, ...]
     log_events: tuple[str, ...]
+    operator: tuple[OperatorStep, ...] = ()  # the operator's path with the admin CLI, where there is one
 
     @classmethod
     def load(cls, scenario: str, directory: Path = ANSWERS_DIR) -> AnswerKey:
@@ -231,6 +256,9 @@ class AnswerKey:
             sample=doc["trace"]["sample"],
             spans=tuple(SpanShape(**s) for s in doc["trace"]["spans"]),
             log_events=tuple(doc["logs"]["events"]),
+            operator=tuple(
+                OperatorStep(**{**step, "shows": tuple(step.get("shows", ()))}) for step in doc.get("operator", ())
+            ),
         )
 
     def candidates(self, placed: Sequence[Placed]) -> list[Placed]:

@@ -74,7 +74,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Finance reports customers charged for orders that were cancelled.",
         faults={"confirm_failure": 1.0, "refund_failure": 1.0},
         look_at=(
-            "sagas that have not finished (Saga overview: the saga-log panels)",
+            "sagas that have not finished (Saga overview: the saga-log panels; sagascope sagas list)",
             "what recovery is doing about them, in the order service's logs (Kibana / sagascope logs)",
         ),
     ),
@@ -86,7 +86,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         traffic_to_replica=True,
         faults_only_before_action=True,
         look_at=(
-            "sagas that stopped moving, and in which step (Saga overview: the saga-log panels)",
+            "sagas that stopped moving, and in which step (Saga overview: the saga-log panels; sagascope sagas list)",
             "who finished them, and how their traces connect (Jaeger: span links)",
         ),
     ),

@@ -1,4 +1,4 @@
-"""The ``sagascope`` command: run the stack, place orders, run the demo, follow a saga."""
+"""The ``sagascope`` command: run the stack, place orders, run the demo, follow a saga, operate sagas."""
 
 from __future__ import annotations
 
@@ -232,6 +232,12 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(logs_command, args.correlation_id)
 
 
+async def cmd_sagas(args: argparse.Namespace) -> int:
+    from sagascope.cli.sagas import run
+
+    return await run(args, _print)
+
+
 async def cmd_certs(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(_make_certs, Path(args.out))
 
@@ -339,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("correlation_id")
     logs.set_defaults(run=cmd_logs)
+
+    from sagascope.cli.sagas import add_parser as add_sagas_parser
+
+    add_sagas_parser(
+        sub, f"127.0.0.1:{Ports.from_env().order_grpc}", f"127.0.0.1:{Ports.from_env().identity_grpc}", cmd_sagas
+    )
 
     certs = sub.add_parser("certs", help="make a development CA and per-service TLS certificates (mutual TLS)")
     certs.add_argument(

@@ -46,6 +46,9 @@ PUBLIC_SERVICES = frozenset(
         "grpc.reflection.v1.ServerReflection",
     }
 )
+# The saga admin API (sagascope.admin.v1): reads, and changes (retry, pause, resume, resolve).
+SAGAS_READ = "sagas.read"
+SAGAS_OPERATE = "sagas.operate"
 _MAX_TOKEN_BYTES = 8192
 _DENIED = grpc.StatusCode.PERMISSION_DENIED
 _LEEWAY_SECONDS = 30
@@ -81,6 +84,15 @@ _current_principal: ContextVar[Principal | None] = ContextVar("principal", defau
 def current_principal() -> Principal | None:
     """The caller of the current gRPC request, set by :class:`AuthInterceptor`."""
     return _current_principal.get()
+
+
+def caller() -> Principal:
+    """The verified caller, for a servicer behind :class:`AuthInterceptor` (which guarantees one;
+    refused loudly if it is missing)."""
+    principal = _current_principal.get()
+    if principal is None:
+        raise Unauthenticated("no verified caller")
+    return principal
 
 
 class JwksCache:

@@ -147,6 +147,17 @@ class OrderSagaSteps:
     async def mark_failed(self, state: OrderSagaState, reason: str) -> Writes:
         return [repository.set_status(state.order_id, FAILED, payment_id=state.payment_id, failure_reason=reason)]
 
+    async def resolved_by_hand(self, state: OrderSagaState, reason: str) -> Writes:
+        """An operator resolved the saga (the refund was made outside the system): the order ends
+        CANCELLED, saying so."""
+        return [
+            repository.set_status(state.order_id, CANCELLED, payment_id=state.payment_id, failure_reason=reason)
+        ]
+
+
+def order_id_of(state: OrderSagaState) -> str:
+    return state.order_id
+
 
 def create_order_saga(steps: OrderSagaSteps) -> SagaDefinition[OrderSagaState]:
     return SagaDefinition(
@@ -160,4 +171,6 @@ def create_order_saga(steps: OrderSagaSteps) -> SagaDefinition[OrderSagaState]:
         decode=decode,
         describe=describe,
         on_stuck=steps.mark_failed,
+        on_resolved=steps.resolved_by_hand,
+        reference=order_id_of,
     )

@@ -10,6 +10,7 @@ import logging
 
 import grpc
 
+from sagascope.api.admin.v1 import admin_pb2_grpc
 from sagascope.api.orders.v1 import orders_pb2_grpc
 from sagascope.common.auth import AuthInterceptor, ServiceTokenSource, TokenVerifier
 from sagascope.common.faults import FaultHeaderInterceptor, FaultInjector, delay_statements
@@ -24,6 +25,9 @@ from sagascope.order.repository import OrderReader
 from sagascope.order.saga import OrderSagaSteps, create_order_saga
 from sagascope.order.servicer import METHOD_ROLES, SERVICE_NAME, OrderServicer
 from sagascope.order.settings import OrderSettings
+from sagascope.saga.admin import servicer as admin_servicer
+from sagascope.saga.admin.operations import SagaAdmin
+from sagascope.saga.admin.telemetry import admin_observer
 from sagascope.saga.executor import SagaExecutor
 from sagascope.saga.gauges import register_saga_log_gauges
 from sagascope.saga.recovery import RecoveryWorker
@@ -71,17 +75,27 @@ class OrderApp:
             self.telemetry.metrics.registry, self.engine, {definition.name: [s.name for s in definition.steps]}
         )
         book = OrderBook(self.executor, OrderReader(self.engine), settings.idempotency_wait_s)
+        # Saga operations (sagascope.admin.v1) on this orchestrator's saga log.
+        self.admin = SagaAdmin(
+            self.store, {definition.name: definition}, admin_observer(self.telemetry), on_due=self.recovery.wake
+        )
 
         def register(server: grpc.aio.Server) -> None:
             orders_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(book), server)
+            admin_pb2_grpc.add_SagaAdminServiceServicer_to_server(
+                admin_servicer.SagaAdminServicer(self.admin), server
+            )
 
         self._grpc = GrpcServer(
             GrpcServerConfig(host=settings.host, port=settings.grpc_port, tls=settings.tls),
-            [SERVICE_NAME],
+            [SERVICE_NAME, admin_servicer.SERVICE_NAME],
             register,
             interceptors=[
                 *self.telemetry.server_interceptors(),
-                AuthInterceptor(TokenVerifier(settings.auth, tls=settings.tls), METHOD_ROLES),
+                AuthInterceptor(
+                    TokenVerifier(settings.auth, tls=settings.tls),
+                    {**METHOD_ROLES, **admin_servicer.METHOD_ROLES},
+                ),
                 FaultHeaderInterceptor(self.faults.settings),
             ],
         )

@@ -6,8 +6,8 @@ import grpc
 
 from sagascope.api.orders.v1 import orders_pb2, orders_pb2_grpc
 from sagascope.common import correlation
-from sagascope.common.auth import Principal, current_principal
-from sagascope.common.errors import InvalidArgument, Unauthenticated
+from sagascope.common.auth import caller
+from sagascope.common.errors import InvalidArgument
 from sagascope.common.money import MAX_AMOUNT_MINOR
 from sagascope.common.timestamps import to_timestamp
 from sagascope.common.validation import require_amount, require_currency, require_id, require_range
@@ -76,13 +76,6 @@ def to_proto(row: OrderRow) -> orders_pb2.Order:
     )
 
 
-def _caller() -> Principal:
-    principal = current_principal()
-    if principal is None:  # the auth interceptor guarantees one; refuse loudly if it is missing
-        raise Unauthenticated("no verified caller")
-    return principal
-
-
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     def __init__(self, book: OrderBook) -> None:
         self.book = book
@@ -91,14 +84,14 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.CreateOrderResponse:
         order = parse_new_order(request)
-        row = await self.book.place(order, _caller(), correlation.current() or correlation.new_id())
+        row = await self.book.place(order, caller(), correlation.current() or correlation.new_id())
         return orders_pb2.CreateOrderResponse(order=to_proto(row))
 
     async def GetOrder(
         self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext
     ) -> orders_pb2.GetOrderResponse:
         require_id(request.order_id, "order_id")
-        return orders_pb2.GetOrderResponse(order=to_proto(await self.book.get(request.order_id, _caller())))
+        return orders_pb2.GetOrderResponse(order=to_proto(await self.book.get(request.order_id, caller())))
 
     async def ListOrders(
         self, request: orders_pb2.ListOrdersRequest, context: grpc.aio.ServicerContext
@@ -110,6 +103,6 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         if len(request.page_token) > 512:
             raise InvalidArgument("page_token", "is not a token returned by ListOrders")
         rows, next_token = await self.book.list(
-            _caller(), _PROTO_TO_STATUS.get(request.status), page_size, request.page_token
+            caller(), _PROTO_TO_STATUS.get(request.status), page_size, request.page_token
         )
         return orders_pb2.ListOrdersResponse(orders=[to_proto(r) for r in rows], next_page_token=next_token)

@@ -98,6 +98,12 @@ class SagaDefinition(Generic[S]):
     # Writes applied with the saga-log write that marks the saga FAILED (a compensation cannot
     # finish yet); receives the reason.
     on_stuck: Callable[[S, str], Awaitable[Writes]] | None = None
+    # Writes applied with the saga-log write that ends the saga by an operator's ResolveSaga
+    # (sagascope/saga/admin): a person says the compensation was done outside the system;
+    # receives why (who resolved it and their note).
+    on_resolved: Callable[[S, str], Awaitable[Writes]] | None = None
+    # The business id people look the saga up by (e.g. the order id), kept in the saga log.
+    reference: Callable[[S], str] | None = None
 
     def __post_init__(self) -> None:
         if not self.steps or not isinstance(self.steps[0], LocalStep):

@@ -69,11 +69,14 @@ class SagaExecutor(Generic[S]):
                 state={},
                 correlation_id=correlation_id,
                 traceparent=scope.traceparent() or "",
+                reference=self.definition.reference(state) if self.definition.reference else "",
             )
             first = self.definition.steps[0]
             assert isinstance(first, LocalStep)
             with scope.step(first.name, 0):
+                record.began(first.name, 0, compensation=False)
                 writes = await first.action(state)
+                record.ended("completed")
                 self._mark_next_started(record)
                 record.state = self.definition.encode(state)
                 if not await self.store.create(record, writes):
@@ -150,12 +153,14 @@ class SagaExecutor(Generic[S]):
             index = record.step_index
             step = steps[index]
             with scope.step(step.name, index) as step_scope:
+                record.began(step.name, index, compensation=False)
                 try:
                     if isinstance(step, LocalStep):
                         before = (record.status, record.step_index, record.step_started, record.state)
                         try:
                             writes = await step.action(state)
                             self._advance(record, state)
+                            record.ended("completed")
                             await self.store.write(record, writes)
                         except BaseException:
                             # Nothing was written: the record and the state in memory go back.
@@ -169,6 +174,7 @@ class SagaExecutor(Generic[S]):
                         await step.action(state, CallContext(record.id, key, key))
                         # Written with the next write (the next local step's, or the last one).
                         self._advance(record, state)
+                        record.ended("completed")
                         record.unsaved = True
                         for key, value in self.definition.describe(state).items():
                             scope.set_attribute(key, value)
@@ -177,6 +183,7 @@ class SagaExecutor(Generic[S]):
                 except Exception as exc:
                     reason, maybe_applied, kind = _classify(step.name, exc)
                     step_scope.failed(reason, exc)
+                    record.ended("failed", reason)
                     remote = not isinstance(step, LocalStep)
                     maybe_applied = maybe_applied or index == in_doubt
                     # A remote call whose effect is unknown is compensated too (by idempotency key).
@@ -211,6 +218,7 @@ class SagaExecutor(Generic[S]):
             step = self.definition.steps[index]
             assert step.compensation is not None
             with scope.compensation(step.name, index, record.failure_reason, failed_step) as comp_scope:
+                record.began(step.name, index, compensation=True)
                 try:
                     next_index = self.definition.previous_compensable(index - 1)
                     if isinstance(step, LocalStep):
@@ -219,6 +227,7 @@ class SagaExecutor(Generic[S]):
                         try:
                             writes = await step.compensation(state, record.failure_reason)
                             self._compensated(record, state, next_index)
+                            record.ended("completed")
                             await self.store.write(record, writes)
                         except BaseException:
                             record.status, record.step_index, record.step_started, record.state = before
@@ -234,12 +243,14 @@ class SagaExecutor(Generic[S]):
                         )
                         await step.compensation(state, context)
                         self._compensated(record, state, next_index)
+                        record.ended("completed")
                         record.unsaved = True
                 except LeaseLost:
                     raise
                 except Exception as exc:
                     reason, _, kind = _classify(f"compensate {step.name}", exc)
                     comp_scope.failed(reason, exc)
+                    record.ended("failed", reason)
                     record.failure_kind = kind
                     original, _ = split_failure(record.failure_reason)
                     await self._park(record, state, f"{original}{PENDING_MARK}{reason}")

@@ -6,7 +6,9 @@ orchestrator died, or whose compensation is parked as FAILED, is visible only in
 ``(status, next_attempt_at)`` index) runs every ``interval`` seconds; a custom collector serves
 the last result, computing ages at scrape time so they keep growing between refreshes.
 
-Metrics (labels ``saga``, ``status`` = RUNNING | COMPENSATING | FAILED, ``step`` = step name):
+Metrics (labels ``saga``, ``status`` = RUNNING | COMPENSATING | FAILED | PAUSED, ``step`` = step name).
+A PAUSED saga (quarantined by an operator, skipped by recovery) is counted under its own
+``status="PAUSED"``, never as due; the stuck-saga alerts leave it out.
 
 - ``saga_log_unfinished`` — sagas in the log not yet COMPLETED / COMPENSATED
 - ``saga_log_oldest_age_seconds`` — age of the oldest of them (since the saga started)
@@ -32,7 +34,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagascope.common.background import BackgroundTask
-from sagascope.saga.store import UNFINISHED, due_clause, saga_instances
+from sagascope.saga.store import NOT_ENDED, SagaStatus, due_clause, saga_instances
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class StepGroup:
 
 def _aggregate(now: float):  # type: ignore[no-untyped-def]
     t = saga_instances.c
-    due = due_clause(now)
+    due = due_clause(now) & (t.status != SagaStatus.PAUSED.value)
     return (
         select(
             t.name,
@@ -67,7 +69,7 @@ def _aggregate(now: float):  # type: ignore[no-untyped-def]
             func.coalesce(func.sum(t.attempts), 0),
             func.coalesce(func.sum(case((due, 1), else_=0)), 0),
         )
-        .where(t.status.in_([s.value for s in UNFINISHED]))
+        .where(t.status.in_([s.value for s in NOT_ENDED]))
         .group_by(t.name, t.status, t.step_index)
     )
 

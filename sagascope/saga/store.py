@@ -75,7 +75,34 @@ saga_instances = Table(
     Column("updated_at", Float, nullable=False),
     # Why the saga compensates, as a kind (FailureKind); the reason in words is failure_reason.
     Column("failure_kind", String(16), nullable=False, default="", server_default=""),
+    # The business id people look the saga up by (e.g. the order id): SagaDefinition.reference.
+    Column("reference", String(128), nullable=False, default="", server_default=""),
+    # The step timeline, JSON: every run of a step or compensation (SagaRecord.began / ended).
+    Column("history", Text, nullable=False, default="[]", server_default="[]"),
+    # Set while PAUSED: the status ResumeSaga gives back.
+    Column("paused_from", String(16), nullable=False, default="", server_default=""),
+    # "manual" once an operator resolved the saga (ResolveSaga).
+    Column("resolution", String(16), nullable=False, default="", server_default=""),
     Index("ix_saga_instances_due", "status", "next_attempt_at"),
+    Index("ix_saga_instances_reference", "reference"),
+    Index("ix_saga_instances_correlation_id", "correlation_id"),
+)
+
+# Operators' changes to sagas (sagascope/saga/admin): who did what, when and why.
+saga_audit = Table(
+    "saga_audit",
+    SAGA_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    # The operator's token subject.
+    Column("actor", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("from_status", String(16), nullable=False),
+    Column("to_status", String(16), nullable=False),
+    Column("correlation_id", String(128), nullable=False),
+    Index("ix_saga_audit_saga", "saga_id", "at"),
 )
 
 # Raised by saga_guard() (migration 0002) on PostgreSQL; the message starts with this.
@@ -92,7 +119,7 @@ _WRITE = (
             name: bindparam(f"{name}_")
             for name in (
                 "status", "step_index", "step_started", "state", "failure_reason", "failure_kind",
-                "attempts", "next_attempt_at", "lease_expires_at", "updated_at",
+                "attempts", "next_attempt_at", "lease_expires_at", "updated_at", "history",
             )
         }
     )
@@ -107,9 +134,16 @@ class SagaStatus(StrEnum):
     COMPENSATED = "COMPENSATED"
     # A compensation could not finish yet; recovery retries it at next_attempt_at.
     FAILED = "FAILED"
+    # Quarantined by an operator (sagascope/saga/admin): recovery skips it until resumed.
+    PAUSED = "PAUSED"
 
 
+# What recovery drives (a PAUSED saga is unfinished too, but waits for an operator).
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
+# Every status of a saga that has not ended, for the saga-log gauges and the admin API.
+NOT_ENDED = (*UNFINISHED, SagaStatus.PAUSED)
+# Steps kept in a saga's timeline: a compensation parked for days is retried every minute.
+HISTORY_LIMIT = 50
 
 
 def due_clause(now: float) -> ColumnElement[bool]:
@@ -150,7 +184,14 @@ class SagaRecord:
     attempts: int = 0
     next_attempt_at: float = 0.0
     created_at: float = field(default_factory=time.time)
-    # In memory only: the exception that made this run compensate or park (for the caller's answer).
+    reference: str = ""
+    # Every run of a step or compensation: {step, index, kind, attempt, started_at, ended_at, result, reason}.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    paused_from: str = ""
+    resolution: str = ""
+    lease_owner: str = ""
+    lease_expires_at: float = 0.0
+    updated_at: float = 0.0
     # In memory only: progress (a remote step's result) not written yet; it goes with the next write.
     unsaved: bool = field(default=False, compare=False, repr=False)
 
@@ -170,7 +211,31 @@ class SagaRecord:
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
             created_at=row.created_at,
+            reference=row.reference,
+            history=orjson.loads(row.history or "[]"),
+            paused_from=row.paused_from,
+            resolution=row.resolution,
+            lease_owner=row.lease_owner,
+            lease_expires_at=row.lease_expires_at,
+            updated_at=row.updated_at,
         )
+
+    def began(self, step: str, index: int, compensation: bool) -> None:
+        """A step (or its compensation) starts: a timeline entry, written with the next saga-log write."""
+        kind = "compensation" if compensation else "action"
+        attempt = 1 + sum(1 for e in self.history if e["index"] == index and e["kind"] == kind)
+        self.history.append(
+            {"step": step, "index": index, "kind": kind, "attempt": attempt, "started_at": time.time()}
+        )
+        del self.history[:-HISTORY_LIMIT]
+
+    def ended(self, result: str, reason: str = "") -> None:
+        """The latest timeline entry's outcome ("completed" or "failed", and why)."""
+        if self.history:
+            entry = self.history[-1]
+            entry.update(ended_at=time.time(), result=result)
+            if reason:
+                entry["reason"] = reason[:500]
 
     def mutable_columns(self) -> dict[str, Any]:
         return {
@@ -182,6 +247,7 @@ class SagaRecord:
             "failure_kind": self.failure_kind.value,
             "attempts": self.attempts,
             "next_attempt_at": self.next_attempt_at,
+            "history": orjson.dumps(self.history).decode(),
         }
 
 
@@ -209,6 +275,9 @@ class SagaStore:
             {
                 "id_": record.id,
                 "name_": record.name,
+                "reference_": record.reference,
+                "paused_from_": "",
+                "resolution_": "",
                 "correlation_id_": record.correlation_id,
                 "traceparent_": record.traceparent,
                 "lease_owner_": self.owner,
@@ -246,6 +315,16 @@ class SagaStore:
             await self._apply([_plain(w) for w in writes], (Write(_WRITE, params), _LEASE))
         except _GuardFailed:
             raise _lease_lost(record) from None
+
+    async def transition(self, guard: Write, writes: Sequence[Write | Claim] = ()) -> bool:
+        """An operator's change (sagascope/saga/admin): ``guard``, an UPDATE of the saga row whose
+        WHERE states the allowed transition, and ``writes``, all or nothing (one statement on
+        PostgreSQL). False, with nothing written, when the guard matched no row."""
+        try:
+            await self._apply([_plain(w) for w in writes], (guard, "the transition is not allowed now"))
+        except _GuardFailed:
+            return False
+        return True
 
     async def _apply(self, writes: Sequence[Write], guard: tuple[Write, str] | None) -> None:
         """The guard (a write that must affect a row, and what it means when it does not), then the

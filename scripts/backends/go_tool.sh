@@ -15,8 +15,13 @@ dir="$SAGASCOPE_CACHE/tools/$name-$version"
 bin="$dir/$name"
 if [[ ! -x "$bin" ]]; then
   command -v go >/dev/null || die "Go is needed to build $name $version (go install $module@$version)"
-  log "building $name $version from $module (once; cached in $dir)"
   mkdir -p "$dir"
+  # One build of NAME-VERSION at a time; a second caller waits, then finds the binary.
+  exec {lock}>"$dir/.lock"
+  flock "$lock"
+fi
+if [[ ! -x "$bin" ]]; then
+  log "building $name $version from $module (once; cached in $dir)"
   tmp="$(mktemp -d "$dir/.build.XXXXXX")"
   GOBIN="$tmp" GOFLAGS=-mod=mod go install ${GO_TOOL_LDFLAGS:+-ldflags "$GO_TOOL_LDFLAGS"} "$module@$version" \
     || { rm -rf "$tmp"; die "go install $module@$version failed"; }

@@ -19,12 +19,18 @@ have_all() { local c; for c in "${cmds[@]}"; do [[ -x "$dir/$c" ]] || return 1; 
 if have_all; then printf '%s\n' "$dir"; exit 0; fi
 
 command -v go >/dev/null || die "Go is needed to build Kubernetes $version"
+# One build at a time: a second caller (a test, another clone) waits here instead of wiping the
+# work directory under the first; when the lock is ours, the first may have finished the job.
+mkdir -p "$SAGASCOPE_CACHE"
+exec {lock}>"$SAGASCOPE_CACHE/.k8s-$version.lock"
+flock "$lock"
+if have_all; then printf '%s\n' "$dir"; exit 0; fi
 log "building ${cmds[*]} $version (once; cached in $dir)"
 export GOFLAGS=-mod=mod
 gomod="$(go list -m -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
 [[ -f "$gomod" ]] || die "could not read k8s.io/kubernetes@$version's go.mod"
 
-work="$SAGASCOPE_CACHE/build/k8s-$version"
+work="$SAGASCOPE_CACHE/build/k8s-$version.$$"  # per process: an older copy of this script wipes only its own
 rm -rf "$work" && mkdir -p "$work"
 {
   echo "module sagascope.local/k8s-control-plane"

@@ -13,6 +13,12 @@ dir="$SAGASCOPE_CACHE/tools/$name-$version"
 bin="$dir/$name"
 if [[ ! -x "$bin" ]]; then
   command -v go >/dev/null || die "Go is needed to build $name $version"
+  # One build of NAME-VERSION at a time (a concurrent one would wipe the work directory).
+  mkdir -p "$dir"
+  exec {lock}>"$dir/.lock"
+  flock "$lock"
+fi
+if [[ ! -x "$bin" ]]; then
   export GOFLAGS=-mod=mod
   gomod="$(go list -m -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')"
   [[ -f "$gomod" ]] || die "could not read $module@$version's go.mod"

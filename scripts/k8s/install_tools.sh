@@ -11,6 +11,7 @@ kube_score="$(bash "$REPO_ROOT/scripts/backends/go_tool.sh" kube-score \
   github.com/zegl/kube-score/cmd/kube-score "$(_env_value KUBE_SCORE_VERSION)")"
 istioctl="$(bash "$REPO_ROOT/scripts/backends/go_tool.sh" istioctl \
   istio.io/istio/istioctl/cmd/istioctl "$(_env_value ISTIOCTL_VERSION)")"
+sd_check="$(bash "$here/build_sdcheck.sh")"
 
 # Istio's CRDs as istio.io/api ships them (the module holds the generated YAML).
 api_version="$(_env_value ISTIO_API_VERSION)"
@@ -29,3 +30,4 @@ printf 'ETCD=%s\n' "$etcd"
 printf 'KUBE_SCORE=%s\n' "$kube_score"
 printf 'ISTIOCTL=%s\n' "$istioctl"
 printf 'ISTIO_CRDS=%s\n' "$crds"
+printf 'SD_CHECK=%s\n' "$sd_check"

@@ -50,7 +50,7 @@ from sagascope.api.orders.v1 import orders_pb2  # noqa: F401
 from sagascope.api.payments.v1 import payments_pb2  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The committed pact files (README: "Contracts"). Consumer tests rewrite them; provider tests verify them.
+# The committed pact files (docs/testing.md, "Pact files"). Consumer tests rewrite them; provider tests verify them.
 PACT_DIR = Path(os.environ.get("SAGASCOPE_PACT_DIR", REPO_ROOT / "pacts"))
 CONTENT_TYPE = "application/json"
 METHOD_KEY = "grpc-method"

@@ -32,6 +32,7 @@ class Tools:
     kube_score: Path
     istioctl: Path
     istio_crds: Path
+    sd_check: Path  # Prometheus' Kubernetes discovery + relabelling, once (scripts/k8s/sdcheck)
 
 
 class ToolsUnavailable(RuntimeError):
@@ -53,6 +54,7 @@ def install_tools() -> Tools:
         kube_score=Path(values["KUBE_SCORE"]),
         istioctl=Path(values["ISTIOCTL"]),
         istio_crds=Path(values["ISTIO_CRDS"]),
+        sd_check=Path(values["SD_CHECK"]),
     )
 
 
@@ -229,3 +231,25 @@ def control_plane(tools: Tools, workdir: Path) -> Iterator[ControlPlane]:
         _stop(procs)
         if os.environ.get("SAGASCOPE_KEEP_K8S_WORKDIR") != "1":
             shutil.rmtree(workdir / "etcd", ignore_errors=True)
+
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def create_restricted_namespace(cluster: ControlPlane, name: str) -> None:
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=sagascope-test",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "
+            + name
+            + "\n  labels:\n"
+            + "".join(f"    {k}: {v}\n" for k, v in RESTRICTED.items())
+        ),
+    )

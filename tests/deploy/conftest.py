@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.cluster import ControlPlane, Tools, ToolsUnavailable, control_plane, install_tools
-from tests.deploy.render import OVERLAYS, Rendering, render
+from tests.deploy.render import OVERLAYS, TEST_INPUTS, Rendering, copy_tree, render
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +26,14 @@ def tools() -> Tools:
 
 
 @pytest.fixture(scope="session")
-def renderings(tools: Tools) -> dict[str, Rendering]:
-    return {overlay: render(tools.kubectl, overlay) for overlay in OVERLAYS}
+def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/k8s with the production inputs a user provides (release.env, backends.env)."""
+    return copy_tree(tmp_path_factory.mktemp("tree"), TEST_INPUTS)
+
+
+@pytest.fixture(scope="session")
+def renderings(tools: Tools, k8s_tree: Path) -> dict[str, Rendering]:
+    return {overlay: render(tools.kubectl, overlay, k8s_tree) for overlay in OVERLAYS}
 
 
 @pytest.fixture(scope="session")

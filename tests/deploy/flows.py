@@ -20,7 +20,7 @@ def _data(obj: dict[str, Any]) -> dict[str, str]:
     return dict(obj.get("data", {}))
 
 
-def _by_prefix(rendering: Rendering, kind: str, name: str) -> dict[str, str]:
+def data_of(rendering: Rendering, kind: str, name: str) -> dict[str, str]:
     """A generated ConfigMap/Secret by its name before the hash suffix (or its exact name)."""
     for obj in rendering.of_kind(kind):
         n = obj["metadata"]["name"]
@@ -37,26 +37,26 @@ def configured_text(rendering: Rendering, workload: dict[str, Any]) -> list[str]
         texts += [*c.get("args", []), *c.get("command", [])]
         for source in c.get("envFrom", []):
             if "configMapRef" in source:
-                texts += _by_prefix(rendering, "ConfigMap", source["configMapRef"]["name"]).values()
+                texts += data_of(rendering, "ConfigMap", source["configMapRef"]["name"]).values()
             if "secretRef" in source:
-                texts += _by_prefix(rendering, "Secret", source["secretRef"]["name"]).values()
+                texts += data_of(rendering, "Secret", source["secretRef"]["name"]).values()
         for env in c.get("env", []):
             if "value" in env:
                 texts.append(f"{env['name']}={env['value']}")
             ref = env.get("valueFrom", {})
             if "secretKeyRef" in ref:
                 texts.append(
-                    _by_prefix(rendering, "Secret", ref["secretKeyRef"]["name"]).get(ref["secretKeyRef"]["key"], "")
+                    data_of(rendering, "Secret", ref["secretKeyRef"]["name"]).get(ref["secretKeyRef"]["key"], "")
                 )
             if "configMapKeyRef" in ref:
                 texts.append(
-                    _by_prefix(rendering, "ConfigMap", ref["configMapKeyRef"]["name"]).get(
+                    data_of(rendering, "ConfigMap", ref["configMapKeyRef"]["name"]).get(
                         ref["configMapKeyRef"]["key"], ""
                     )
                 )
     for volume in pod.get("volumes", []):
         if "configMap" in volume:
-            texts += _by_prefix(rendering, "ConfigMap", volume["configMap"]["name"]).values()
+            texts += data_of(rendering, "ConfigMap", volume["configMap"]["name"]).values()
     return texts
 
 
@@ -158,3 +158,37 @@ def allowed(rendering: Rendering, flow: Flow) -> tuple[bool, bool]:
                 if from_ok and any(p["port"] == port for p in rule.get("ports", [])):
                     ingress = True
     return egress, ingress
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def container_env(rendering: Rendering, container: dict[str, Any]) -> dict[str, str]:
+    """The environment the kubelet gives ``container``: envFrom first, then env in order, each value's
+    ``$(VAR)`` expanded from what is defined before it (``$$`` escapes, an unknown name stays as
+    written). A downward-API field reads ``<fieldRef:PATH>``."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(data_of(rendering, "ConfigMap", source["configMapRef"]["name"]))
+        if "secretRef" in source:
+            env.update(data_of(rendering, "Secret", source["secretRef"]["name"]))
+
+    def expand(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {})
+        if "value" in var:
+            env[var["name"]] = _REFERENCE.sub(expand, var["value"])
+        elif "fieldRef" in ref:
+            env[var["name"]] = f"<fieldRef:{ref['fieldRef']['fieldPath']}>"
+        elif "configMapKeyRef" in ref:
+            key = ref["configMapKeyRef"]
+            env[var["name"]] = data_of(rendering, "ConfigMap", key["name"]).get(key["key"], "")
+        elif "secretKeyRef" in ref:
+            key = ref["secretKeyRef"]
+            env[var["name"]] = data_of(rendering, "Secret", key["name"]).get(key["key"], "")
+    return env

@@ -9,44 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.cluster import ControlPlane
-from tests.deploy.render import OVERLAYS, Rendering, in_namespace
-
-RESTRICTED = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
-
-
-def create_restricted_namespace(cluster: ControlPlane, name: str) -> None:
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=sagascope-test",
-        "-f",
-        "-",
-        stdin=(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "
-            + name
-            + "\n  labels:\n"
-            + "".join(f"    {k}: {v}\n" for k, v in RESTRICTED.items())
-        ),
-    )
-
-
-def expected_pods(rendering: Rendering, workload: dict[str, Any]) -> int:
-    if workload["kind"] == "Job":
-        return 1
-    replicas = workload["spec"].get("replicas")
-    if replicas is not None:
-        return int(replicas)
-    hpas = [
-        h
-        for h in rendering.of_kind("HorizontalPodAutoscaler")
-        if h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]
-    ]
-    assert hpas, f"{workload['metadata']['name']} sets no replicas and no HPA targets it"
-    return int(hpas[0]["spec"]["minReplicas"])
+from tests.deploy.cluster import ControlPlane, create_restricted_namespace
+from tests.deploy.render import OVERLAYS, Rendering, in_namespace, minimum_replicas
 
 
 def workload_failure(cluster: ControlPlane, namespace: str, workload: dict[str, Any]) -> str:
@@ -78,7 +42,7 @@ def test_rendering_is_accepted_and_its_pods_admitted(
 
     for workload in rendering.workloads():
         name, kind = workload["metadata"]["name"], workload["kind"]
-        want = expected_pods(rendering, workload)
+        want = minimum_replicas(rendering, workload)
         selector = (
             ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items())
             if kind != "Job"

@@ -8,10 +8,10 @@ import subprocess
 import pytest
 
 from tests.deploy.cluster import Tools
-from tests.deploy.render import Rendering
+from tests.deploy.render import OVERLAYS, Rendering
 
 
-@pytest.mark.parametrize("overlay", ["dev", "production"])
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_critical_findings(tools: Tools, renderings: dict[str, Rendering], overlay: str) -> None:
     proc = subprocess.run(
         [
@@ -20,7 +20,7 @@ def test_no_critical_findings(tools: Tools, renderings: dict[str, Rendering], ov
             "--output-format",
             "ci",
             # Exception for every workload: images are pinned to tags (never `latest`, asserted
-            # in test_manifests), and kind users side-load them (README), which `Always` would
+            # in test_manifests), and kind users side-load them (docs/kubernetes.md), which `Always` would
             # send to a registry to pull. Per-object exceptions are kube-score/ignore annotations.
             "--ignore-test",
             "container-image-pull-policy",

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from sagascope.common.config import ConfigError
 from sagascope.common.server import GrpcServerConfig
+from sagascope.identity.keys import KeyRing
+from tests.deploy.flows import container_env, data_of
 from tests.deploy.render import APP, OVERLAYS, REPO, Rendering, app_name, pod_spec
 
 # Backend images whose entrypoints write inside the image (dev overlay only): a writable root.
@@ -193,3 +196,46 @@ def test_dev_prometheus_receives_remote_write_like_compose(renderings: dict[str,
     (prometheus,) = [w for w in renderings["dev"].workloads() if app_name(w) == "prometheus"]
     (container,) = pod_spec(prometheus)["containers"]
     assert needed <= set(container["args"]), needed - set(container["args"])
+
+
+def test_every_service_pod_names_itself_in_its_resource(rendering: Rendering) -> None:
+    """k8s_attributes finds the sending Pod by k8s.pod.uid (then k8s.pod.ip) before the connection's
+    address, which behind an Istio sidecar is 127.0.0.6: each service passes both from the downward
+    API into OTEL_RESOURCE_ATTRIBUTES, beside the environment's name the collector also uses."""
+    (collector,) = pod_spec(rendering.named("Deployment", "otel-collector"))["containers"]
+    environment = container_env(rendering, collector)["DEPLOYMENT_ENVIRONMENT"]
+    assert environment == ("kind" if rendering.overlay.startswith("dev") else "kubernetes")
+    for name in APP:
+        (c,) = pod_spec(rendering.named("Deployment", name))["containers"]
+        value = container_env(rendering, c)["OTEL_RESOURCE_ATTRIBUTES"]
+        attributes = dict(pair.split("=", 1) for pair in value.split(","))
+        assert attributes == {
+            "deployment.environment.name": environment,
+            "k8s.pod.uid": "<fieldRef:metadata.uid>",
+            "k8s.pod.ip": "<fieldRef:status.podIP>",
+        }, f"{rendering.overlay}: {name}: {value}"
+
+
+def test_identity_signs_with_keys_from_a_secret(rendering: Rendering, tmp_path: Path) -> None:
+    """A key generated at start-up dies with the Pod, and the JWKS cached by verifiers (istiod for
+    ~20 min) no longer knows the new one: the keys are a Secret in every overlay."""
+    pod = pod_spec(rendering.named("Deployment", "identity"))
+    (c,) = pod["containers"]
+    keys_dir = container_env(rendering, c)["IDENTITY_KEYS_DIR"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == keys_dir]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert set(volume) == {"name", "secret"}, f"{rendering.overlay}: the keys are not a Secret: {volume}"
+    secret = volume["secret"]["secretName"]
+    assert secret.startswith("identity-signing-keys")
+    if rendering.overlay.startswith("production"):
+        return  # the operator's Secret (production ships none)
+    files = data_of(rendering, "Secret", secret)
+    for kid_file, pem in files.items():
+        (tmp_path / kid_file).write_text(pem)
+    ring = KeyRing(tmp_path, allow_generate=True)
+    ring.reload()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files), "identity generated a key of its own"
+    assert ring.signing_key.kid == "dev-kubernetes" and ring.signing_key.private_key is not None
+    # DEV-ONLY: identity outside development refuses it.
+    with pytest.raises(ConfigError, match="generated development keys"):
+        KeyRing(tmp_path, allow_generate=False).reload()

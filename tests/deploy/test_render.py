@@ -3,6 +3,8 @@ bytes every time, and the istio overlays are their plain overlay plus the mesh's
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.deploy.cluster import Tools
@@ -21,8 +23,10 @@ ISTIO_KINDS = {
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_rendering_is_deterministic(tools: Tools, renderings: dict[str, Rendering], overlay: str) -> None:
-    again = render(tools.kubectl, overlay)
+def test_rendering_is_deterministic(
+    tools: Tools, renderings: dict[str, Rendering], k8s_tree: Path, overlay: str
+) -> None:
+    again = render(tools.kubectl, overlay, k8s_tree)
     assert again.text == renderings[overlay].text
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
     for obj in again.objects:
@@ -36,8 +40,9 @@ def test_istio_overlay_adds_the_mesh_to_the_plain_one(renderings: dict[str, Rend
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     added = {key(o) for o in with_mesh.objects} - {key(o) for o in without.objects}
     assert {kind for kind, _ in added} >= ISTIO_KINDS
-    # Besides the mesh's own kinds: the ingress gateway's objects and NetworkPolicies only.
-    others = {(kind, name) for kind, name in added if kind not in ISTIO_KINDS | {"NetworkPolicy"}}
+    # Besides the mesh's own kinds: the ingress gateway's objects, NetworkPolicies and (production)
+    # the external backends' ServiceEntries only.
+    others = {(kind, name) for kind, name in added if kind not in ISTIO_KINDS | {"NetworkPolicy", "ServiceEntry"}}
     assert all(name.startswith("istio-ingressgateway") for _, name in others), others
     assert not {o["kind"] for o in without.objects} & ISTIO_KINDS
     (ns,) = with_mesh.of_kind("Namespace")

@@ -2,6 +2,8 @@
 
 - :func:`dashboard_queries` — each PromQL ``expr`` in ``dashboards/*.json`` (panel targets
   and query variables' definitions stay out: they are Grafana functions, not PromQL)
+- :func:`sql_panels` — the panels on a SQL datasource (the saga log on PostgreSQL), which no
+  e2e backend can run: there is no Grafana or PostgreSQL in the e2e stack
 - :func:`rule_queries` — each ``expr`` in ``observability/prometheus/*rules*.yml``
 - :func:`saved_searches` — each Kibana saved search in ``observability/elk/kibana/*.ndjson``
   with its index pattern, columns, sort and KQL query, and :func:`kql_to_es` to turn
@@ -83,6 +85,22 @@ def dashboard_queries(directory: Path = DASHBOARD_DIR) -> list[PromQuery]:
                     found.append(
                         PromQuery(f"dashboards/{path.name}", panel.get("title", "?"), expr, target.get("refId", ""))
                     )
+    return found
+
+
+SQL_DATASOURCES = {"grafana-postgresql-datasource", "postgres"}
+
+
+def sql_panels(directory: Path = DASHBOARD_DIR) -> list[tuple[str, str]]:
+    """(dashboard file, panel title) of every panel whose targets run on a SQL datasource."""
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in _panels(board.get("panels", [])):
+            sources = [t.get("datasource") or panel.get("datasource") or {} for t in panel.get("targets", [])]
+            types = {source.get("type") for source in sources}
+            if types & SQL_DATASOURCES:
+                found.append((f"dashboards/{path.name}", str(panel.get("title", "?"))))
     return found
 
 

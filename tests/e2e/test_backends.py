@@ -111,6 +111,24 @@ def test_every_dashboard_and_rule_query_is_found() -> None:
     assert all("$" not in queries.render_promql(q.expr) for q in dash), "a Grafana variable survived rendering"
 
 
+# SQL panels and the test that runs their SQL against a real PostgreSQL instead: the e2e stack has
+# no Grafana and no PostgreSQL, so "every panel query returns data" cannot cover them here.
+SQL_PANEL_PROOFS = {
+    ("dashboards/saga-overview.json", "Stuck sagas"): REPO / "tests" / "integration" / "test_stuck_sagas_panel.py",
+}
+
+
+def test_sql_panels_are_proven_by_an_integration_test() -> None:
+    assert sorted(queries.sql_panels()) == sorted(SQL_PANEL_PROOFS), "a SQL panel without its PostgreSQL test"
+    for (board, title), proof in SQL_PANEL_PROOFS.items():
+        assert proof.is_file(), f"{title}: {proof} is missing"
+        text = proof.read_text()
+        assert Path(board).name in text and f'"{title}"' in text, f"{proof.name} does not run {board}: {title}"
+        assert not [q for q in queries.dashboard_queries() if (q.source, q.name) == (board, title)], (
+            f"{title}: SQL is not PromQL; it must not reach the Prometheus checks"
+        )
+
+
 def test_committed_dashboards_match_their_code() -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "dashboards" / "build.py"), "--check"], capture_output=True, text=True

@@ -4,8 +4,11 @@ For each scenario (sagascope/cli/gameday_scenarios.py) with its answer key
 (observability/gamedays/<scenario>.yaml): the fault starts under steady traffic; each alert of
 the key goes pending, then firing, in Prometheus; the trace of one affected order has the
 expected span shape in Jaeger (polled until a deadline, so a partly exported trace does not
-fail the check); its log events are in Elasticsearch; after the fault is lifted every alert of
-the key resolves. These are the project's trace-based tests.
+fail the check); its log events are in Elasticsearch; where the key has an operator's path
+(``stuck-compensation``), its ``sagascope sagas`` commands run against the game day's order
+service, as the demo user ``operator``, on the game day's own parked sagas — before and after the
+fault is lifted — and each reaches the status the key says; after the fault is lifted every alert
+of the key resolves. These are the project's trace-based tests.
 
 Prometheus runs the time-compressed copy of the rules (sagascope/cli/gameday_rules.py: every
 duration / 20, so `for: 1m` is 3 s and a 5 m window 15 s), loaded into the running Prometheus
@@ -22,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,7 @@ from sagascope.cli import gameday_rules
 from sagascope.cli.gameday import (
     AnswerKey,
     GameDay,
+    OperatorStep,
     Placed,
     Traffic,
     active_alerts,
@@ -57,6 +64,12 @@ FIRE_DEADLINE_S = 120.0  # every alert of the key pending, then firing
 TRACE_DEADLINE_S = 60.0  # the trace shape and the log events found
 RESOLVE_DEADLINE_S = 180.0  # every alert of the key inactive after the fault is lifted
 POLL_S = 1.0  # below Prometheus's 5 s evaluation interval, so a pending state is seen
+OPERATOR_DEADLINE_S = 90.0  # each command of the operator's path reaches what the key says
+
+# The admin CLI logs in as the demo user holding sagas.read and sagas.operate (the CLI's login
+# options, given after the command's own words).
+OPERATOR_LOGIN = ("--user", "operator", "--password", "operator-dev-password")
+SAGA_ID = re.compile(r"\bsaga_[0-9a-f]{32}\b")
 
 
 def unavailable(reason: str) -> None:
@@ -159,6 +172,75 @@ async def _find_trace(key: AnswerKey, traffic: Traffic) -> tuple[Placed, list[st
         await asyncio.sleep(2)
 
 
+async def _sagascope(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a ``sagascope ...`` command of the answer key as the operator, against the game day's
+    order service (the default local ports)."""
+    assert argv[0] == "sagascope", argv
+    # The login options belong to `sagascope sagas`, before its subcommand.
+    assert argv[1] == "sagas", argv
+    command = [sys.executable, "-m", "sagascope.cli.main", "sagas", *OPERATOR_LOGIN, *argv[2:]]
+    proc = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, cwd=REPO)
+    if proc.returncode == 2 and "invalid choice: 'sagas'" in proc.stderr:
+        pytest.fail("the admin CLI (`sagascope sagas`, issue 20) is not in this tree: the operator's path cannot run")
+    return proc
+
+
+async def _until(argv: Sequence[str], words: Sequence[str], deadline_s: float = OPERATOR_DEADLINE_S) -> str:
+    """Re-run a read-only command until it succeeds and its output holds every word."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        proc = await _sagascope(argv)
+        if proc.returncode == 0 and all(word in proc.stdout for word in words):
+            return proc.stdout
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"`{' '.join(argv)}` did not show {list(words)} within {deadline_s:.0f}s "
+                f"(exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
+        await asyncio.sleep(2)
+
+
+async def _act(step: OperatorStep, sagas: Mapping[str, str]) -> None:
+    """One change of the operator's path, then `show` until the saga has the status the key says.
+    A change refused while recovery holds the saga for a moment (a retry in flight) is tried again."""
+    argv = step.argv(sagas)
+    deadline = time.monotonic() + 15
+    while (proc := await _sagascope(argv)).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"`{' '.join(argv)}` failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        await asyncio.sleep(1)
+    await _until(["sagascope", "sagas", "show", sagas[step.saga]], [step.then, *step.shows])
+
+
+async def _parked_sagas(key: AnswerKey, placed: Placed, traffic: Traffic) -> dict[str, str]:
+    """A saga id for each placeholder of the key's path: the followed order's saga first, then other
+    affected orders of this game day (a reply without an order: the saga found by correlation id)."""
+    names = list(dict.fromkeys(step.saga for step in key.operator if step.saga))
+    sagas: dict[str, str] = {}
+    for candidate in [placed, *(p for p in key.candidates(traffic.placed) if p is not placed)]:
+        if len(sagas) == len(names):
+            break
+        order = candidate.result.order
+        saga_id = order.saga_id if order is not None and order.saga_id else ""
+        if not saga_id:
+            found = SAGA_ID.search(await _until(["sagascope", "sagas", "show", candidate.correlation_id], []))
+            saga_id = found.group(0) if found else ""
+        if saga_id and saga_id not in sagas.values():
+            sagas[names[len(sagas)]] = saga_id
+    assert len(sagas) == len(names), f"{key.scenario}: parked sagas for {names}, found {sagas}"
+    return sagas
+
+
+async def _operate(key: AnswerKey, sagas: Mapping[str, str], after_lift: bool) -> None:
+    for step in key.operator:
+        if step.after_lift != after_lift:
+            continue
+        if step.then:
+            await _act(step, sagas)
+        else:
+            await _until(step.argv(sagas), step.shows)
+
+
 async def _play(day: GameDay, name: str) -> None:
     scenario, key = BY_NAME[name], AnswerKey.load(name)
     await _wait_alerts(key, "inactive", QUIET_DEADLINE_S)
@@ -169,12 +251,16 @@ async def _play(day: GameDay, name: str) -> None:
         for alert, states in fired.items():
             assert states[0] == "inactive", f"{name}: {alert} was already active when the fault started: {states}"
         placed, events = await _find_trace(key, traffic)
+        sagas = await _parked_sagas(key, placed, traffic) if key.operator else {}
+        await _operate(key, sagas, after_lift=False)
         fault_s = time.monotonic() - started
         await day.lift(scenario)
+        await _operate(key, sagas, after_lift=True)
         await _wait_alerts(key, "inactive", RESOLVE_DEADLINE_S)
         print(
             f"\n[gameday] {name}: alerts {list(fired)} pending->firing, trace+logs of {placed.correlation_id} "
-            f"({len(events)} log records) within {fault_s:.0f}s of the fault; resolved "
+            f"({len(events)} log records) within {fault_s:.0f}s of the fault; operator's path "
+            f"({len(key.operator)} commands) on {sorted(sagas.values())}; resolved "
             f"{time.monotonic() - started - fault_s:.0f}s after lifting; orders {traffic.counts()}"
         )
     finally:
@@ -185,6 +271,18 @@ async def _play(day: GameDay, name: str) -> None:
 def test_every_scenario_has_an_answer_key() -> None:
     keys = {p.stem for p in (REPO / "observability" / "gamedays").glob("*.yaml")}
     assert keys == {s.name for s in SCENARIOS}
+
+
+def test_stuck_compensation_key_walks_the_operators_path() -> None:
+    """list -> show -> pause -> resolve, and pause -> resume once the fault is lifted: every
+    command is the admin CLI's, and each change names the status it must reach."""
+    steps = AnswerKey.load("stuck-compensation").operator
+    verbs = [step.argv({"saga": "s", "other": "o"})[:3] for step in steps]
+    assert all(v[:2] == ["sagascope", "sagas"] for v in verbs), verbs
+    assert [v[2] for v in verbs] == ["list", "show", "pause", "resolve", "pause", "resume"]
+    assert [s.then for s in steps if s.then] == ["PAUSED", "COMPENSATED", "PAUSED", "COMPENSATED"]
+    assert [s.after_lift for s in steps] == [False] * 5 + [True]
+    assert "--note" in steps[3].argv({"saga": "s"}) and all("--yes" in s.run for s in steps if s.then)
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS])

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 
+from sagascope.api.admin.v1 import admin_pb2
 from sagascope.api.identity.v1 import identity_pb2
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.api.payments.v1 import payments_pb2
@@ -51,6 +52,8 @@ SERVICES = {
     "identity": identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
     "payment": payments_pb2.DESCRIPTOR.services_by_name["PaymentService"],
     "order": orders_pb2.DESCRIPTOR.services_by_name["OrderService"],
+    # The saga admin API, served by the order service; called as the demo admin (sagas.read + operate).
+    "admin": admin_pb2.DESCRIPTOR.services_by_name["SagaAdminService"],
 }
 
 
@@ -129,6 +132,7 @@ class Services:
             "identity": self.stack.identity.grpc_target,
             "payment": f"127.0.0.1:{self.stack.payment_settings.grpc_port}",
             "order": f"127.0.0.1:{self.stack.order.port}",
+            "admin": f"127.0.0.1:{self.stack.order.port}",
         }
         self.channels = {name: grpc.insecure_channel(target) for name, target in self.targets.items()}
         self.http_url = self.stack.identity.http_url
@@ -138,7 +142,8 @@ class Services:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def metadata(self, service: str) -> tuple[tuple[str, str], ...]:
-        token = {"identity": None, "payment": self.service_token, "order": self.stack.tokens["admin"]}[service]
+        token = {"identity": None, "payment": self.service_token, "order": self.stack.tokens["admin"],
+                 "admin": self.stack.tokens["admin"]}[service]
         return (("authorization", f"Bearer {token}"),) if token else ()
 
     def call(self, service: str, method: MethodDescriptor, payload: bytes) -> grpc.StatusCode:

@@ -106,6 +106,7 @@ def mutated(draw: st.DrawFn, encoded: bytes) -> bytes:
 
 def _valid_templates() -> dict[str, Message]:
     """One valid request per request type: fuzzing one field of these reaches past the first check."""
+    from sagascope.api.admin.v1 import admin_pb2 as a
     from sagascope.api.identity.v1 import identity_pb2 as i
     from sagascope.api.orders.v1 import orders_pb2 as o
     from sagascope.api.payments.v1 import payments_pb2 as p
@@ -122,6 +123,14 @@ def _valid_templates() -> dict[str, Message]:
             o.CreateOrderRequest(customer_id="alice", currency="EUR", idempotency_key="fz-o1", items=[item]),
             o.GetOrderRequest(order_id="fz-none"),
             o.ListOrdersRequest(page_size=10),
+            a.ListSagasRequest(page_size=5, filter=a.SagaFilter(status=a.SAGA_STATUS_FAILED)),
+            a.GetSagaRequest(saga_id="saga_none"),
+            a.RetrySagaRequest(saga_id="saga_none", note="fuzz"),
+            a.PauseSagaRequest(saga_id="saga_none"),
+            a.ResumeSagaRequest(saga_id="saga_none"),
+            a.ResolveSagaRequest(saga_id="saga_none", note="fuzz"),
+            a.RetrySagasRequest(rate_per_second=50, limit=5),
+            a.ResumeSagasRequest(rate_per_second=50, limit=5),
         )
     }
 

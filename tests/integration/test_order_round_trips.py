@@ -9,11 +9,13 @@ trip (the service sends no pipelines), so the count is the round-trip count.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import grpc
 import pytest
 
 from sagascope.api.orders.v1 import orders_pb2
@@ -112,3 +114,53 @@ async def test_a_saga_costs_at_most_three_round_trips_and_a_compensated_one_six(
     )
     # Something was counted at all (a broken counter must not pass).
     assert happy >= 1 and compensated >= happy
+
+
+async def test_each_saga_admin_change_is_one_guarded_statement(tmp_path: Path, counting_cluster: str) -> None:
+    """PauseSaga / ResumeSaga / ResolveSaga: the transition, its audit row and (resolve) the order's
+    CANCELLED are ONE statement ending in saga_guard — no BEGIN/COMMIT, no second write."""
+    from sagascope.api.admin.v1 import admin_pb2 as a
+    from sagascope.api.admin.v1 import admin_pb2_grpc
+
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    database_url = postgres.fresh_database(counting_cluster, name)
+    async with running_order_stack(tmp_path, database_url, recovery_interval_s=3600.0) as stack:
+        counter = StatementCounter(counting_cluster, name)
+        for key in ("rt-admin-1", "rt-admin-2"):  # refunds parked: FAILED
+            request = orders_pb2.CreateOrderRequest(
+                customer_id="alice", currency="EUR", idempotency_key=key,
+                items=[orders_pb2.OrderItem(sku="SKU-1", quantity=1, unit_price_minor=1250)],
+            )  # fmt: skip
+            with contextlib.suppress(grpc.aio.AioRpcError):  # UNAVAILABLE: the refund is parked
+                await stack.stub.CreateOrder(request, metadata=stack.md("alice", "confirm_failure", "refund_failure"))
+        admin = admin_pb2_grpc.SagaAdminServiceStub(stack.channel)
+        op = stack.md("operator")
+        first, second = (await admin.ListSagas(a.ListSagasRequest(), metadata=op)).sagas
+        assert first.status == second.status == a.SAGA_STATUS_FAILED
+        # The second waits for ResolveSaga; paused first, so the first's resume (which wakes recovery) leaves it.
+        await admin.PauseSaga(a.PauseSagaRequest(saga_id=second.saga_id), metadata=op)
+        stack.order.admin._on_due = None  # no recovery pass woken by resume inside the counting window
+        writes_by_action = {}
+        for action, call in (
+            ("pause", lambda: admin.PauseSaga(a.PauseSagaRequest(saga_id=first.saga_id), metadata=op)),
+            ("resume", lambda: admin.ResumeSaga(a.ResumeSagaRequest(saga_id=first.saga_id), metadata=op)),
+            ("resolve", lambda: admin.ResolveSaga(a.ResolveSagaRequest(saga_id=second.saga_id, note="x"), metadata=op)),
+        ):
+            await counter.reset()
+            await call()
+            writes_by_action[action] = _writes(await counter.statements())
+
+    for action, writes in writes_by_action.items():
+        assert len(writes) == 1 and sum(writes.values()) == 1, (action, _listing(writes))
+        (statement,) = writes
+        assert "saga_guard" in statement and "INSERT INTO saga_audit" in statement, statement
+        assert not any(q.strip().upper() in ("BEGIN", "COMMIT") for q in writes), action
+    assert "UPDATE orders" in next(iter(writes_by_action["resolve"]))
+
+
+def _writes(statements: dict[str, int]) -> dict[str, int]:
+    """The statements that write (and any transaction control), not the reads around them."""
+    return {
+        q: n for q, n in statements.items()
+        if any(w in q.upper() for w in ("UPDATE ", "INSERT ", "DELETE ")) or q.strip().upper() in ("BEGIN", "COMMIT")
+    }  # fmt: skip

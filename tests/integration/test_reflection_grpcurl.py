@@ -45,6 +45,11 @@ async def test_grpcurl_lists_describes_methods_and_calls_every_service(stack: Or
         assert method in await _grpcurl(target, "list", service)
         described = await _grpcurl(target, "describe", f"{service}.{method}")
         assert f"{service}.{method} is a method" in described and f"rpc {method} (" in described
+    # The order service serves the saga admin API too.
+    admin_methods = (await _grpcurl(order, "list", "sagascope.admin.v1.SagaAdminService")).split()
+    assert {f"sagascope.admin.v1.SagaAdminService.{m}" for m in (
+        "ListSagas", "GetSaga", "RetrySaga", "PauseSaga", "ResumeSaga", "ResolveSaga", "RetrySagas", "ResumeSagas"
+    )} == set(admin_methods)  # fmt: skip
 
     credentials = '{"username": "alice", "password": "alice-dev-password"}'
     login = json.loads(await _grpcurl("-d", credentials, identity, "sagascope.identity.v1.IdentityService/Login"))

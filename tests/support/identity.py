@@ -38,6 +38,7 @@ DEMO_PASSWORDS: Mapping[str, str] = {
     "bob": "bob-dev-password",
     "viewer": "viewer-dev-password",
     "admin": "admin-dev-password",
+    "operator": "operator-dev-password",
     "order-service": "order-service-dev-secret",
 }
 

@@ -117,7 +117,8 @@ async def running_order_stack(
         settings = replace(settings, **order_overrides)
         order = OrderApp(settings, init_telemetry("order-service", settings=TelemetrySettings(enabled=False)))
         port = await order.start()
-        tokens = {u: await identity.login(u, DEMO_PASSWORDS[u]) for u in ("alice", "bob", "viewer", "admin")}
+        users = ("alice", "bob", "viewer", "admin", "operator")
+        tokens = {u: await identity.login(u, DEMO_PASSWORDS[u]) for u in users}
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stack = OrderStack(order, payment, payment_settings, mongo, identity, channel, tokens)
         try:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from tools.chaos.auditor import Facts, OrderFact, PaymentFact, SagaFact, audit, check_replies, check_state
+from tools.chaos.auditor import (
+    Facts,
+    OrderFact,
+    PaymentFact,
+    SagaFact,
+    audit,
+    check_replies,
+    check_state,
+    manual_resolutions,
+)
 from tools.chaos.injector import Gate
 from tools.chaos.schedule import Lane, NetworkFault, ProcessFault, Target, all_kinds, build_schedule
 from tools.chaos.workload import ClientReply, build_workload, should_retry
@@ -106,6 +115,24 @@ def test_money_and_saga_violations_name_their_ids() -> None:
         ("saga-not-terminal", "saga_c"),
         ("order-saga-mismatch", "ord_c"),
     }
+
+
+def test_a_manual_resolution_is_reported_as_such_and_needs_its_audit_record() -> None:
+    facts = _facts()
+    # Finance refunded ord_b by hand: the payment stays CHARGED here, the saga was resolved (audited).
+    facts.payments[1] = PaymentFact("pay_b", "ord_b", 700, "EUR", "CHARGED", "saga_b:charge")
+    facts.sagas[1] = SagaFact("saga_b", "COMPENSATED", "ord_b", "", "manual", "operator", "refunded, FIN-1")
+    assert check_state(facts, LIMIT) == []
+    (resolved,) = manual_resolutions(facts)
+    assert (resolved.saga_id, resolved.resolved_by, resolved.note, resolved.charged_minor) == (
+        "saga_b", "operator", "refunded, FIN-1", 700
+    )
+    facts.sagas[1] = SagaFact("saga_b", "COMPENSATED", "ord_b", "", "manual")  # no audit record
+    assert [(v.check, v.subject.split()[0]) for v in check_state(facts, LIMIT)] == [
+        ("manual-resolution-unaudited", "saga_b")
+    ]
+    facts.sagas[1] = SagaFact("saga_b", "COMPENSATED", "ord_b")  # not resolved by hand: the charge is a violation
+    assert [v.check for v in check_state(facts, LIMIT)] == ["cancelled-charge"]
 
 
 def _reply(key: str, code: str, status: str = "", order_id: str = "", message: str = "") -> ClientReply:

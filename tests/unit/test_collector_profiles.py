@@ -143,3 +143,34 @@ def test_the_collector_scrapes_each_services_metrics_port(tmp_path: Path) -> Non
     text = (COLLECTOR_DIR / "otelcol-config.yml").read_text() + (COLLECTOR_DIR / "profiles" / "filelog.yml").read_text()
     for variable in env:
         assert "${env:" + variable + ":-" in text, f"the collector config does not read {variable}"
+
+
+def test_the_resource_processor_keeps_the_senders_environment() -> None:
+    """A service's own deployment.environment.name (OTEL_RESOURCE_ATTRIBUTES) is kept; the collector's
+    DEPLOYMENT_ENVIRONMENT fills it in only where it is missing (the scrapes): insert, not upsert."""
+    actions = {a["key"]: a for a in BASE["processors"]["resource"]["attributes"]}
+    environment = actions["deployment.environment.name"]
+    assert environment["action"] == "insert"
+    assert environment["value"].startswith("${env:DEPLOYMENT_ENVIRONMENT")
+
+
+def test_k8s_attributes_asks_the_pod_before_the_connection() -> None:
+    """Behind an Istio sidecar the connection comes from 127.0.0.6: the pod's own k8s.pod.uid (the
+    downward API in deploy/k8s, or the log file's path) decides first, the connection last."""
+    association = PROFILES["k8s"]["processors"]["k8s_attributes"]["pod_association"]
+    sources = [s for rule in association for s in rule["sources"]]
+    assert sources[0] == {"from": "resource_attribute", "name": "k8s.pod.uid"}
+    assert sources[-1] == {"from": "connection"}
+
+
+def test_k8s_scrapes_discovered_pods_not_the_bases_static_addresses() -> None:
+    """The k8s profile replaces the base's scrape list (a list is replaced when configs merge): no
+    static address there, each target a Pod found through the EndpointSlices of its namespace."""
+    base = BASE["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert all("static_configs" in job for job in base)
+    (job,) = PROFILES["k8s"]["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert "static_configs" not in job
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "endpointslice" and sd["namespaces"] == {"own_namespace": True}
+    # The base's scrape protocols (OpenMetrics first: exemplars) are kept.
+    assert job["scrape_protocols"] == base[0]["scrape_protocols"]

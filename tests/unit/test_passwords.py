@@ -59,7 +59,8 @@ def test_demo_users_have_the_documented_roles_and_passwords() -> None:
         "alice": {"orders.read", "orders.write"},
         "bob": {"orders.read", "orders.write"},
         "viewer": {"orders.read"},
-        "admin": {"orders.read", "orders.write", "orders.admin"},
+        "admin": {"orders.read", "orders.write", "orders.admin", "sagas.read", "sagas.operate"},
+        "operator": {"sagas.read", "sagas.operate"},
         "order-service": {"payments.read", "payments.write"},
     }
     assert len(store) == len(expected_roles)

@@ -5,7 +5,9 @@
 - every `` `Dashboard PANEL_SEP Panel` `` (README.md) in a runbook is a panel of that dashboard as built by
   dashboards/build.py; every ``saved search "..."`` is a Kibana saved search we ship;
 - every metric in a runbook's ```promql block is defined in our code, is a recording rule, or is
-  a known upstream metric (listed below, with where it comes from).
+  a known upstream metric (listed below, with where it comes from);
+- a runbook acts on sagas with the admin CLI (`sagascope sagas ...`), not with SQL against the saga
+  log — except SagaLogGaugesStale, whose suspect is the gauges' own query.
 """
 
 from __future__ import annotations
@@ -143,10 +145,24 @@ def test_runbook_names_only_panels_searches_and_metrics_that_exist(runbook: Path
     used = set().union(*(metrics_in(b) for b in blocks))
     unknown = {name for name in used if not _defined(name)}
     assert not unknown, f"metrics not defined in code, rules or known upstream: {unknown}"
-    confirming = ("sagascope trace", "sagascope logs", "```sql", "grpcurl", "curl ")
+    confirming = ("sagascope trace", "sagascope logs", "sagascope sagas", "```sql", "grpcurl", "curl ")
     assert any(command in text for command in confirming), (
         "a runbook ends with a command that confirms the cause"
     )
+
+
+# Runbooks that may print SQL on saga_instances, and why: the gauges' own query is the suspect.
+SQL_ON_SAGA_LOG = {"SagaLogGaugesStale"}
+
+
+@pytest.mark.parametrize("runbook", _runbooks(), ids=lambda p: p.stem)
+def test_runbook_acts_on_sagas_with_the_admin_cli_not_sql(runbook: Path) -> None:
+    text = runbook.read_text()
+    sql_on_saga_log = [b for b in re.findall(r"```sql\n(.*?)```", text, re.S) if "saga_instances" in b]
+    if runbook.stem not in SQL_ON_SAGA_LOG:
+        assert not sql_on_saga_log, "SQL against saga_instances: name the `sagascope sagas` command instead"
+    if "saga_log_" in text or sql_on_saga_log:
+        assert "sagascope sagas " in text, "a saga-log runbook says which `sagascope sagas` command to run"
 
 
 def test_metric_extraction_sees_through_promql_syntax() -> None:

@@ -20,6 +20,13 @@ Checks (each failure is a :class:`Violation` naming the ids):
   above the limit exists.
 - ``reply-mismatch``: every reply a client got agrees with the final state (rules in
   :func:`check_replies`).
+- ``manual-resolution-unaudited``: a saga an operator resolved (``resolution = manual``) has the
+  audit record saying who and why.
+
+A manual resolution (ResolveSaga: a person declared the compensation done outside the system,
+e.g. finance refunded by hand) is not a violation: its CANCELLED order may keep a CHARGED
+payment here. :func:`manual_resolutions` lists each one with who, why and the money left
+charged, so a report shows them as what they are.
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from sagascope.order.database import async_url
 from sagascope.order.tables import orders
-from sagascope.saga.store import saga_instances
+from sagascope.saga.store import saga_audit, saga_instances
 from tools.chaos.workload import ClientReply
 
 TERMINAL_SAGA = {"COMPLETED", "COMPENSATED"}
+# saga_instances.resolution of a saga an operator resolved (sagascope/saga/admin).
+MANUAL = "manual"
 TERMINAL_ORDER = {"COMPLETED", "CANCELLED"}
 SAGA_FOR_ORDER = {"COMPLETED": "COMPLETED", "CANCELLED": "COMPENSATED"}
 CHARGE_STEP = "charge"
@@ -75,6 +84,20 @@ class SagaFact:
     status: str
     order_id: str
     failure_reason: str = ""
+    resolution: str = ""
+    # For a manual resolution: the audit record's operator and note ("" when there is none).
+    resolved_by: str = ""
+    resolution_note: str = ""
+
+
+@dataclass(frozen=True)
+class ManualResolution:
+    saga_id: str
+    order_id: str
+    resolved_by: str
+    note: str
+    # Still CHARGED in the payments collection (minor units): what the person settled by hand.
+    charged_minor: int
 
 
 @dataclass(frozen=True)
@@ -120,10 +143,18 @@ async def read_orders_and_sagas(database_url: str) -> tuple[list[OrderFact], lis
                 await connection.execute(
                     select(
                         saga_instances.c.id, saga_instances.c.status, saga_instances.c.state,
-                        saga_instances.c.failure_reason,
+                        saga_instances.c.failure_reason, saga_instances.c.resolution,
                     )
                 )
             ).all()
+            resolutions = {
+                r.saga_id: (r.actor, r.note)
+                for r in await connection.execute(
+                    select(saga_audit.c.saga_id, saga_audit.c.actor, saga_audit.c.note)
+                    .where(saga_audit.c.action == "resolve")
+                    .order_by(saga_audit.c.id)
+                )
+            }
     finally:
         await engine.dispose()
     order_facts = [
@@ -132,7 +163,10 @@ async def read_orders_and_sagas(database_url: str) -> tuple[list[OrderFact], lis
         for r in order_rows
     ]
     saga_facts = [
-        SagaFact(r.id, r.status, str(json.loads(r.state or "{}").get("order_id", "")), r.failure_reason or "")
+        SagaFact(
+            r.id, r.status, str(json.loads(r.state or "{}").get("order_id", "")), r.failure_reason or "",
+            r.resolution or "", *resolutions.get(r.id, ("", "")),
+        )
         for r in saga_rows
     ]
     return order_facts, saga_facts
@@ -171,7 +205,11 @@ def check_state(facts: Facts, limit_minor: int) -> list[Violation]:
         if payment.status == "CHARGED":
             charged[payment.order_id].append(payment)
 
+    manual = {s.order_id for s in facts.sagas if s.resolution == MANUAL}
     for saga in facts.sagas:
+        if saga.resolution == MANUAL and not saga.resolved_by:
+            found.append(Violation("manual-resolution-unaudited", f"{saga.id} order {saga.order_id}",
+                                   "resolved manually, but no audit record says by whom and why"))
         if saga.status not in TERMINAL_SAGA:
             found.append(Violation("saga-not-terminal", f"{saga.id} order {saga.order_id}",
                                    f"saga is {saga.status}: {saga.failure_reason[:200]}"))
@@ -200,7 +238,7 @@ def check_state(facts: Facts, limit_minor: int) -> list[Violation]:
             elif charges[0].id != order.payment_id:
                 found.append(Violation("completed-charge", f"{order.id} payment {charges[0].id}",
                                        f"the order names payment {order.payment_id!r}"))
-        elif order.status == "CANCELLED" and charges:
+        elif order.status == "CANCELLED" and charges and order.id not in manual:
             found.append(Violation("cancelled-charge", f"{order.id} payments {ids}",
                                    f"CANCELLED, but {net} {order.currency} stays charged"))
         if order.total_minor > limit_minor and order.status == "COMPLETED":
@@ -266,6 +304,19 @@ def check_replies(facts: Facts, replies: Iterable[ClientReply]) -> list[Violatio
     return found
 
 
+def manual_resolutions(facts: Facts) -> list[ManualResolution]:
+    """Sagas a person resolved, with who, why and what stays charged (reported, not violations)."""
+    charged: Counter[str] = Counter()
+    for payment in facts.payments:
+        if payment.status == "CHARGED":
+            charged[payment.order_id] += payment.amount_minor
+    return [
+        ManualResolution(s.id, s.order_id, s.resolved_by, s.resolution_note, charged[s.order_id])
+        for s in facts.sagas
+        if s.resolution == MANUAL
+    ]
+
+
 def audit(facts: Facts, replies: Iterable[ClientReply], limit_minor: int) -> list[Violation]:
     return check_state(facts, limit_minor) + check_replies(facts, replies)
 
@@ -275,5 +326,6 @@ def summarize(facts: Facts) -> dict[str, Counter[str]]:
     return {
         "orders": Counter(o.status for o in facts.orders),
         "sagas": Counter(s.status for s in facts.sagas),
+        "resolutions": Counter(s.resolution for s in facts.sagas if s.resolution),
         "payments": Counter(p.status for p in facts.payments),
     }

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.chaos.auditor import Facts, Violation, summarize
+from tools.chaos.auditor import Facts, Violation, manual_resolutions, summarize
 from tools.chaos.environment import ServiceTuning
 from tools.chaos.injector import InjectedFault
 from tools.chaos.schedule import all_kinds
@@ -152,6 +152,11 @@ def render(result: CampaignResult) -> str:
     out += _table(("orders by final status", "count"), _counts(status["orders"]))
     out += ["", *_table(("sagas by final status", "count"), _counts(status["sagas"]))]
     out += ["", *_table(("payments by status", "count"), _counts(status["payments"]))]
+    resolved = manual_resolutions(r.facts)
+    if resolved:
+        out += ["", "Resolved by hand (ResolveSaga; not violations: a person settled them outside the system):", ""]
+        out += _table(("saga", "order", "by", "note", "left charged (minor units)"),
+                      [(m.saga_id, m.order_id, m.resolved_by, m.note[:80], m.charged_minor) for m in resolved])
     final_labels = Counter(_reply_label(x) for x in final.values())
     every_label = Counter(_reply_label(x) for x in r.replies)
     out += ["", *_table(("each client's final reply", "count"), _counts(final_labels))]
