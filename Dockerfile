@@ -6,12 +6,15 @@
 #   elk-setup  the one-shot job importing ES templates and Kibana saved objects
 #   otelcol    the pinned contrib collector binary on busybox, so compose can
 #              health-check it (the upstream image has no shell or HTTP client)
-# Versions come from .env through compose build args.
+# Versions come from .env through compose build args. BASE_IMAGE is the Python image
+# the python stages start from: users keep the upstream one; `make k8s-images` passes
+# a Debian-packaged one built here (scripts/k8s/build_images.sh), as no registry is reachable.
 ARG PYTHON_VERSION=3.12
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 ARG OTELCOL_VERSION=0.158.0
 ARG BUSYBOX_VERSION=1.37.0
 
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -24,7 +27,7 @@ COPY protos ./protos
 COPY sagascope ./sagascope
 RUN pip install --no-deps .
 
-FROM python:${PYTHON_VERSION}-slim AS base
+FROM ${BASE_IMAGE} AS base
 RUN groupadd --system --gid 10001 sagascope \
  && useradd --system --uid 10001 --gid sagascope --home-dir /app --shell /usr/sbin/nologin sagascope \
  && mkdir -p /app/var && chown -R sagascope:sagascope /app
@@ -40,10 +43,14 @@ USER 10001:10001
 EXPOSE 8089
 ENTRYPOINT ["locust"]
 
-FROM python:${PYTHON_VERSION}-slim AS elk-setup
+FROM ${BASE_IMAGE} AS elk-setup
 COPY observability/elk/requirements.txt /elk/requirements.txt
-RUN pip install --no-cache-dir -r /elk/requirements.txt \
+# A venv as in the service stages, so any Python base works (Debian's Python marks its own
+# site-packages externally managed and has no pip).
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /elk/requirements.txt \
  && useradd --system --uid 10001 --home-dir /elk --shell /usr/sbin/nologin elksetup
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 COPY observability/elk /elk
 USER 10001
 ENTRYPOINT ["python", "/elk/setup.py"]

@@ -1,7 +1,7 @@
 # mk/k8s.mk — the Kubernetes/Istio manifests (deploy/k8s/) proven on a real control plane.
 # Tools are built once from the Go module proxy (scripts/k8s/install_tools.sh) and cached
 # by version in $(SAGASCOPE_CACHE); the first run takes a while, later runs seconds.
-.PHONY: k8s-tools k8s-render k8s-verify k8s-up k8s-down k8s-status k8s-run-verify
+.PHONY: k8s-tools k8s-render k8s-verify k8s-images k8s-up k8s-down k8s-status k8s-run-verify
 
 k8s-tools: ## build kube-apiserver/controller-manager/kubectl, etcd, istioctl, kube-score, sdcheck (once, cached)
 	bash scripts/k8s/install_tools.sh
@@ -37,3 +37,7 @@ k8s-run-verify: $(STAMP) ## runtime deploy tier: the dev overlay (via dev-local)
 	echo "[k8s] runtime deploy tier: exit $$code in $$(( $$(date +%s) - start ))s"; \
 	if [ $$code -eq 5 ]; then echo "[k8s] pytest collected no tests: a failure"; fi; \
 	exit $$code
+
+k8s-images: backends ## build the images the cluster runs (Debian base, the Dockerfile, stand-ins for postgres/mongo/jaeger/collector/ES/prometheus; cached as OCI archives) and load them into its containerd
+	@start=$$(date +%s); bash scripts/k8s/build_images.sh; code=$$?; \
+	echo "[k8s-images] exit $$code in $$(( $$(date +%s) - start ))s"; exit $$code

@@ -40,8 +40,9 @@ ES_USER="${SAGASCOPE_ES_USER:-sagascope-es}"
 export OTELCOL_VERSION JAEGER_GO_MODULE_VERSION ELASTIC_VERSION ES_JAVA_HEAP
 export OTELCOL_MANIFEST OTELCOL_BIN JAEGER_BIN ES_HOME ES_USER
 
-log() { printf '[backends] %s\n' "$*" >&2; }
-die() { printf '[backends] error: %s\n' "$*" >&2; exit 1; }
+# LOG_TAG names the script family in messages (scripts/k8s/build_images.sh sets its own).
+log() { printf '[%s] %s\n' "${LOG_TAG:-backends}" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "${LOG_TAG:-backends}" "$*" >&2; exit 1; }
 
 # sha256 of the given files, used as build stamps: a changed manifest rebuilds.
 fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
