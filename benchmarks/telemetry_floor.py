@@ -304,7 +304,7 @@ OWNERS = (
     ),
 )
 # Frames of the JSON log line to stdout, which is written with telemetry off too.
-JSON_LOG_FRAMES = ("JsonLineFormatter", "ContextFieldsFilter", "pythonjsonlogger")
+JSON_LOG_FRAMES = ("JsonLineFormatter", "ContractFields", "ContextFieldsFilter", "pythonjsonlogger")
 IDLE_LEAVES = ("Event.wait", "Condition.wait", "_poll_wrapper", "serve_forever", "concurrent/futures/thread.py")
 TELEMETRY = ("instrumentation", "sdk", "ours", "prometheus")
 
