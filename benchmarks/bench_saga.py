@@ -74,6 +74,8 @@ OUT = ROOT / "benchmarks" / "out"
 REPORT = ROOT / "benchmarks" / "REPORT.md"
 
 # The targets (issue 19) and their verdicts: benchmarks/verdicts.py.
+# --env KEY=VALUE: set for every service of every stack (an A/B of a setting, run by run).
+BENCH_ENV: dict[str, str] = {}
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on"}
 
 
@@ -221,6 +223,7 @@ def make_stack(
         "SAGASCOPE_TELEMETRY_DIR": str(state_dir / "telemetry"),
         "SAGASCOPE_FAULTS_ENABLED": "false",
         "ORDER_DB_POOL_SIZE": os.environ.get("ORDER_DB_POOL_SIZE", "10"),
+        **BENCH_ENV,
         **(extra_env or {}),
     }
     # Never export to a collector that may or may not be running: the local default is files.
@@ -801,9 +804,16 @@ def main() -> int:
                         help="skip the stack with one order replica (sagas/s with 1 vs 2 replicas)")
     parser.add_argument("--no-durable", dest="durable", action="store_false",
                         help="skip the stack on a PostgreSQL cluster with fsync and synchronous_commit on")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for every service of every stack (repeatable)")
     parser.add_argument("--out-json", type=Path, default=OUT / "bench.json")
     parser.add_argument("--append", type=Path, help="markdown appended to the report (e.g. profiling notes)")
     args = parser.parse_args()
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--env takes KEY=VALUE, got {item!r}")
+        BENCH_ENV[key] = value
     return asyncio.run(main_async(args))
 
 
