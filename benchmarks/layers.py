@@ -61,8 +61,8 @@ def layer_of(frames: Sequence[str]) -> str:
     for frame in reversed(frames):
         for name, markers in LAYERS:
             if any(marker in frame for marker in markers):
-                if name == "our telemetry code" and any(m in frame for m in JSON_LOG_FRAMES):
-                    return "JSON log lines"
+                if name == "our telemetry code" and any(m in f for f in frames for m in JSON_LOG_FRAMES):
+                    return "JSON log lines"  # e.g. the timestamp or redaction under our formatter
                 return name
     return "other"
 

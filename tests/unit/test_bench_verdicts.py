@@ -114,6 +114,8 @@ OTLP = "OtlpLogHandler.emit (/app/sagascope/common/telemetry/logs.py:222)"
         ([RUNNER, EXECUTOR, SQLA, SQL_SPAN, SDK], "telemetry SDK"),
         ([RUNNER, EXECUTOR, PYMONGO], "MongoDB"),
         ([RUNNER, EXECUTOR, LOGGING, FORMAT], "JSON log lines"),
+        ([RUNNER, EXECUTOR, LOGGING, FORMAT, "_timestamp (/app/sagascope/common/telemetry/logs.py:115)"],
+         "JSON log lines"),
         ([RUNNER, EXECUTOR, LOGGING], "JSON log lines"),
         ([RUNNER, EXECUTOR, LOGGING, OTLP], "our telemetry code"),
         (["<module> (/usr/lib/python3.11/something.py:1)"], "other"),
