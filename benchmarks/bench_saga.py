@@ -1,8 +1,10 @@
 """`make bench`: ProcessPayment direct vs the CreateOrder saga vs the saga with telemetry off, on PostgreSQL.
 
-    .venv/bin/python -m benchmarks.bench_saga [--requests 2000] [--concurrency 16] [--rounds 3] [--profile]
+    .venv/bin/python -m benchmarks.bench_saga [--requests 2000] [--concurrency 16] [--rounds 5] [--profile]
 
 One machine, side by side:
+  (0) the floor: an empty grpcio aio unary call (benchmarks/empty_grpc.py: no telemetry, no
+      database), client and server CPU per call and calls/s;
   (a) payment-service ProcessPayment called directly (as the order-service account);
   (b) order-service CreateOrder — the whole saga: reserve (PostgreSQL) -> ProcessPayment -> confirm;
   (c) (b) again after restarting the stack with SAGASCOPE_TELEMETRY=off;
@@ -14,32 +16,39 @@ Every stack also reports each service's peak RSS (the kernel's VmHWM).
 
 Each phase sends a fixed number of requests with a fixed number in flight (asyncio,
 one channel) after a warm-up, and records p50/p95 latency, throughput and the CPU
-every process spent per request. The three stacks take turns for ``--rounds``
-rounds and each phase is reported by its median run: this shared machine swings
-by up to a quarter between identical runs, CPU per request much less. The
+every process spent per request. The stacks take turns for ``--rounds`` rounds; each
+target's verdict is the median of its per-round ratios (benchmarks/verdicts.py), and
+the report shows every round's ratio: this shared machine swings by up to a third
+between hours, a ratio within one round much less. The
 services run as local processes (sagascope.local.services.LocalStack) on free
 loopback ports, orders on a throwaway PostgreSQL cluster (tests/support/postgres.py),
 payments on nx-27017. Telemetry "on" means the default local set-up: no
 OTEL_EXPORTER_OTLP_ENDPOINT, so spans and logs go to OTLP-JSON files under the
 stack's state directory, and metrics are served on /metrics.
 
+After the rounds, one more telemetry-on saga phase runs with py-spy attached to every
+service (benchmarks/layers.py) and the report splits each process's CPU per saga by
+layer (gRPC, SQL, MongoDB, telemetry SDK, our code, ...); ``--no-layers`` skips it.
+
 --profile wraps the order process in pyinstrument (benchmarks only; services/
 are untouched) and writes benchmarks/out/profile-order-<phase>.txt.
 
 Writes benchmarks/REPORT.md (figures, ratios, targets, machine, commands) and
-benchmarks/out/bench.json (raw). The load generator shares the machine's cores
-with the services; the report says so.
+benchmarks/out/bench.json (raw: each phase a list of rounds). The load generator
+shares the machine's cores with the services; the report says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 import uuid
@@ -52,6 +61,8 @@ import grpc
 import psutil
 from sqlalchemy.engine import make_url
 
+from benchmarks import empty_grpc, layers
+from benchmarks.verdicts import Verdict, floor_units, median_by_process, verdicts
 from sagascope.api.orders.v1 import orders_pb2
 from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
 from sagascope.cli.client import OrderClient, login, order_request
@@ -61,15 +72,10 @@ from tests.support import postgres
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 REPORT = ROOT / "benchmarks" / "REPORT.md"
-# Hand-written profiling findings and what-if figures, appended to every generated report.
-FINDINGS = ROOT / "benchmarks" / "FINDINGS.md"
 
-# Targets (issue 11): ratios from one run, so the host's speed cancels out.
-MAX_SAGA_TO_DIRECT_CPU = 3.5  # saga CPU per request, all processes, vs one direct call's
-MAX_SAGA_TO_DIRECT_P95 = 3.5
-MAX_TELEMETRY_TO_DIRECT_CPU = 1.0  # telemetry's CPU per saga (on - off, all processes) vs one direct call
-EXPECTED_SAGAS_PER_SECOND = 250.0  # on a quiet host, once the ratios hold (reported, not a verdict)
-MAX_PEAK_RSS_MB = 150.0
+# The targets (issue 19) and their verdicts: benchmarks/verdicts.py.
+# --env KEY=VALUE: set for every service of every stack (an A/B of a setting, run by run).
+BENCH_ENV: dict[str, str] = {}
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on"}
 
 
@@ -160,15 +166,9 @@ def peak_rss_mb(stack: LocalStack) -> dict[str, float]:
     """Each process's peak resident set (the kernel's high-water mark, VmHWM) in MB."""
     peaks: dict[str, float] = {}
     for name, managed in stack.processes.items():
-        if managed.process is None:
-            continue
-        try:
-            status = Path(f"/proc/{managed.process.pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[name] = int(line.split()[1]) / 1024
+        peak = _vm_hwm_mb(managed.process.pid) if managed.process is not None else None
+        if peak is not None:
+            peaks[name] = peak
     return peaks
 
 
@@ -223,6 +223,7 @@ def make_stack(
         "SAGASCOPE_TELEMETRY_DIR": str(state_dir / "telemetry"),
         "SAGASCOPE_FAULTS_ENABLED": "false",
         "ORDER_DB_POOL_SIZE": os.environ.get("ORDER_DB_POOL_SIZE", "10"),
+        **BENCH_ENV,
         **(extra_env or {}),
     }
     # Never export to a collector that may or may not be running: the local default is files.
@@ -288,6 +289,60 @@ async def bench_create_order(
         await client.close()
 
 
+def _process_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    """A process's peak resident set (the kernel's high-water mark, VmHWM) in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+async def bench_floor(requests: int, concurrency: int, warmup: int) -> Phase:
+    """The floor: an empty grpcio aio unary call to benchmarks/empty_grpc.py (its own process, the
+    services' runtime, no telemetry, no database), driven like the real calls; CPU of the server
+    and of this load client per call."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.empty_grpc", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        if not line.startswith("port "):
+            raise RuntimeError(f"benchmarks.empty_grpc did not start (said {line!r})")
+        server_process = psutil.Process(server.pid)
+
+        def probe() -> dict[str, float]:
+            return {"empty server": _process_seconds(server_process), "load client": _process_seconds(psutil.Process())}
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{line.split()[1]}") as channel:
+            empty = channel.unary_unary(empty_grpc.METHOD)
+
+            async def call(i: int) -> str | None:
+                try:
+                    await empty(b"", timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code().name
+                return None
+
+            phase = await drive("empty grpcio aio unary call (the floor)", call, requests, concurrency, warmup, probe)
+        peak = _vm_hwm_mb(server.pid)
+        phase.peak_rss_mb = {"empty server": peak} if peak is not None else {}
+        return phase
+    finally:
+        if server.returncode is None:
+            server.terminate()
+        await server.wait()
+
+
 async def run_phase_stack(
     label: str, database_url: str, telemetry: bool, profile: bool,
     body: Callable[[LocalStack], Awaitable[list[Phase]]], whatif: str = "",
@@ -303,29 +358,43 @@ async def run_phase_stack(
         await stack.stop(grace=30)
 
 
-def _cpu_table(shown: list[Phase]) -> str:
-    groups = sorted({group for phase in shown for group in phase.cpu_ms}, key=lambda g: (g == "load client", g))
+SHOWN = ("floor", "direct", "saga", "saga_off", "saga_sampled", "saga_one_replica", "saga_durable")
+Load = tuple[float, float, float]
+
+
+def _groups(names: list[str]) -> list[str]:
+    return sorted(set(names), key=lambda g: (g == "load client", g))
+
+
+def _cpu_table(rounds: dict[str, list[Phase]]) -> str:
+    """Each process's median CPU ms per request over the rounds, per phase."""
+    shown = [key for key in SHOWN if key in rounds]
+    medians = {key: median_by_process([asdict(run) for run in rounds[key]]) for key in shown}
+    groups = _groups([g for key in shown for g in medians[key]])
     head = "| phase | " + " | ".join(groups) + " | total |\n|---|" + "---|" * (len(groups) + 1)
     rows = [
-        f"| {phase.name} | " + " | ".join(f"{phase.cpu_ms.get(g, 0.0):.2f}" for g in groups)
-        + f" | **{phase.cpu_total_ms:.2f}** |"
-        for phase in shown
+        f"| {rounds[key][0].name} | " + " | ".join(f"{medians[key].get(g, 0.0):.2f}" for g in groups)
+        + f" | **{statistics.median(run.cpu_total_ms for run in rounds[key]):.2f}** |"
+        for key in shown
     ]
     return "\n".join([head, *rows])
 
 
-def _rounds_table(rounds: dict[str, list[Phase]]) -> str:
-    lines = ["| phase | ok/s per round | p95 ms per round |", "|---|---|---|"]
-    for runs in rounds.values():
+def _rounds_table(rounds: dict[str, list[Phase]], loads: list[Load]) -> str:
+    lines = ["| phase | CPU ms per request, all processes | p95 ms | ok/s |", "|---|---|---|---|"]
+    for key in (k for k in SHOWN if k in rounds):
+        runs = rounds[key]
         lines.append(
-            f"| {runs[0].name} | {', '.join(f'{r.throughput:.0f}' for r in runs)} "
-            f"| {', '.join(f'{r.p95_ms:.1f}' for r in runs)} |"
+            f"| {runs[0].name} | {', '.join(f'{r.cpu_total_ms:.2f}' for r in runs)} "
+            f"| {', '.join(f'{r.p95_ms:.1f}' for r in runs)} | {', '.join(f'{r.throughput:.0f}' for r in runs)} |"
         )
+    starts = ", ".join(f"{load[0]:.2f}" for load in loads)
+    lines.append(f"| load average (1 min) at each round's start | {starts} | | |")
     return "\n".join(lines)
 
 
-def _rss_table(rounds: dict[str, list[Phase]]) -> tuple[str, float]:
-    """Peak RSS per service over every stack and round, and the largest of them."""
+def _rss_table(rounds: dict[str, list[Phase]]) -> str:
+    """Peak RSS per process over every stack and round."""
     peaks: dict[str, float] = {}
     for runs in rounds.values():
         for phase in runs:
@@ -333,53 +402,143 @@ def _rss_table(rounds: dict[str, list[Phase]]) -> tuple[str, float]:
                 peaks[name] = max(peaks.get(name, 0.0), mb)
     lines = ["| process | peak RSS MB |", "|---|---|"]
     lines += [f"| {name} | {mb:.0f} |" for name, mb in sorted(peaks.items())]
-    services = [mb for name, mb in peaks.items() if name in ("identity", "payment") or name.startswith("order")]
-    return "\n".join(lines), max(services, default=float("nan"))
+    return "\n".join(lines)
+
+
+def _verdict_table(found: list[Verdict]) -> str:
+    lines = ["| target | bound | median of the rounds | range | each round | verdict |", "|---|---|---|---|---|---|"]
+    for v in found:
+        unit = v.target.unit
+        fmt = "{:.0f}" if unit.strip() == "MB" else "{:.2f}"
+        lines.append(
+            f"| {v.target.label} | {v.target.bound} | **{fmt.format(v.median)}{unit}** "
+            f"| {fmt.format(v.low)}-{fmt.format(v.high)}{unit} | {', '.join(fmt.format(x) for x in v.per_round)} "
+            f"| {'met' if v.met else '**missed**'} |"
+        )
+    return "\n".join(lines)
+
+
+def _floor_section(rounds: dict[str, list[Phase]]) -> str:
+    """The floor's figures, the saga and the direct call in floor units, and the saga's CPU by process
+    against the least its RPC legs can cost."""
+    if "floor" not in rounds:
+        return "The floor was not measured in this run (`--no-floor`).\n"
+    raw = {key: [asdict(run) for run in runs] for key, runs in rounds.items()}
+    floor = median_by_process(raw["floor"])
+    unit = statistics.median(run.cpu_total_ms for run in rounds["floor"])
+    client, server = floor.get("load client", 0.0), floor.get("empty server", 0.0)
+    saga_units, direct_units = floor_units(raw, "saga"), floor_units(raw, "direct")
+    saga = median_by_process(raw["saga"])
+    direct = median_by_process(raw["direct"])
+    # The least each process must spend: a saga is two RPCs (load client -> order, order -> payment),
+    # so the load client runs one client side, order one server and one client side, payment one
+    # server side; a direct call is one client side (load client) and one server side (payment).
+    saga_floor = {"load client": client, "order": server + client, "payment": server}
+    direct_floor = {"load client": client, "payment": server}
+    each_round = ", ".join(f"{r.cpu_total_ms:.3f} ms / {r.throughput:.0f}/s" for r in rounds["floor"])
+    lines = [
+        "An empty grpcio aio unary call (`benchmarks/empty_grpc.py`, its own process on the services' runtime, "
+        "no telemetry, no database), driven from the same load client with the same calls in flight, each round: "
+        f"**{unit:.3f} ms** of CPU per call (median; client {client:.3f}, server {server:.3f}), "
+        f"**{statistics.median(r.throughput for r in rounds['floor']):.0f} calls/s** (rounds: {each_round}).",
+        "",
+        f"- a saga costs **{statistics.median(saga_units):.1f} floor calls** of CPU "
+        f"(rounds {min(saga_units):.1f}-{max(saga_units):.1f}); its least is 2 (two RPCs, no work)",
+        f"- a direct `ProcessPayment` costs **{statistics.median(direct_units):.1f} floor calls** "
+        f"(rounds {min(direct_units):.1f}-{max(direct_units):.1f}); its least is 1",
+        "",
+        "Where a saga's CPU goes, by process (medians over the rounds, ms per request; *floor part* = the client "
+        "and server sides of empty calls that process must run: load client 1 client side, order 1 server + 1 "
+        "client side, payment 1 server side):",
+        "",
+        "| process | saga | floor part | above the floor | direct call | its floor part | above |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in _groups([*saga, *direct]):
+        s, d = saga.get(name, 0.0), direct.get(name, 0.0)
+        sf, df = saga_floor.get(name, 0.0), direct_floor.get(name, 0.0)
+        lines.append(f"| {name} | {s:.2f} | {sf:.2f} | {s - sf:.2f} | {d:.2f} | {df:.2f} | {d - df:.2f} |")
+    total_s, total_d = sum(saga.values()), sum(direct.values())
+    lines.append(
+        f"| **all** | **{total_s:.2f}** | {2 * unit:.2f} | **{total_s - 2 * unit:.2f}** | **{total_d:.2f}** "
+        f"| {unit:.2f} | **{total_d - unit:.2f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class LayerProfile:
+    """One telemetry-on saga phase with py-spy on every service: busy samples per process and layer."""
+
+    phase: Phase
+    samples: dict[str, dict[str, int]]  # process group -> layer -> samples
+
+    def ms_per_saga(self) -> dict[str, dict[str, float]]:
+        """Each layer's share of a process's samples times that process's CPU per saga."""
+        return {
+            group: {layer: share * self.phase.cpu_ms.get(group, 0.0) for layer, share in layers.shares(counts).items()}
+            for group, counts in self.samples.items()
+        }
+
+
+def _layers_section(profile: LayerProfile | None) -> str:
+    if profile is None:
+        return "Not profiled in this run (`--no-layers`).\n"
+    ms = profile.ms_per_saga()
+    groups = sorted(ms, key=lambda g: (not g.startswith("order"), g))
+    head = "| layer | " + " | ".join(groups) + " | all |\n|---|" + "---|" * (len(groups) + 1)
+    rows = []
+    for layer in layers.LAYER_NAMES:
+        values = [ms[g].get(layer, 0.0) for g in groups]
+        if any(values):
+            rows.append(f"| {layer} | " + " | ".join(f"{v:.2f}" for v in values) + f" | **{sum(values):.2f}** |")
+    cpu = [profile.phase.cpu_ms.get(g, 0.0) for g in groups]
+    rows.append("| **process CPU per saga** | " + " | ".join(f"**{v:.2f}**" for v in cpu) + f" | **{sum(cpu):.2f}** |")
+    samples = ", ".join(f"{g} {sum(profile.samples[g].values())}" for g in groups)
+    return "\n".join([
+        "py-spy at 200 Hz (`--nonblocking`, on-CPU threads) on every service during one more telemetry-on saga "
+        f"phase ({profile.phase.requests} sagas, {profile.phase.throughput:.0f}/s while sampled; busy samples: "
+        f"{samples}); each sample given to its innermost frame's layer (`benchmarks/layers.py`), the layer's share "
+        "of a process's samples times that process's measured CPU per saga, ms:",
+        "",
+        head, *rows,
+        "",
+        "Raw stacks: `benchmarks/out/layers/py-spy-<process>.txt`. PostgreSQL's backends (C) are not sampled: "
+        f"{profile.phase.cpu_ms.get('postgres', 0.0):.2f} ms per saga in this phase, all of it SQL.",
+    ]) + "\n"
 
 
 def _skipped(args: argparse.Namespace) -> str:
-    return ("" if args.durable else " --no-durable") + ("" if args.one_replica else " --no-one-replica")
+    return (("" if args.durable else " --no-durable") + ("" if args.one_replica else " --no-one-replica")
+            + ("" if args.floor else " --no-floor") + ("" if args.layers else " --no-layers"))
 
 
 def render_report(
-    phases: dict[str, Phase], rounds: dict[str, list[Phase]], args: argparse.Namespace, started: datetime,
-    load: tuple[float, float, float] = (float("nan"),) * 3,
+    rounds: dict[str, list[Phase]], args: argparse.Namespace, started: datetime, loads: list[Load],
+    profile: LayerProfile | None = None,
 ) -> str:
-    direct, saga, off = phases["direct"], phases["saga"], phases["saga_off"]
-    p95_ratio = saga.p95_ms / direct.p95_ms
-    p50_ratio = saga.p50_ms / direct.p50_ms
-    cpu_ratio = saga.cpu_total_ms / direct.cpu_total_ms
-    telemetry_cpu = saga.cpu_total_ms - off.cpu_total_ms
-    telemetry_ratio = telemetry_cpu / direct.cpu_total_ms
-    rss_table, peak_service_rss = _rss_table(rounds)
-    checks = [
-        (f"saga CPU per request <= {MAX_SAGA_TO_DIRECT_CPU:g} x direct call's (all processes)",
-         cpu_ratio <= MAX_SAGA_TO_DIRECT_CPU,
-         f"{cpu_ratio:.2f}x ({saga.cpu_total_ms:.2f} / {direct.cpu_total_ms:.2f} ms)"),
-        (f"saga p95 <= {MAX_SAGA_TO_DIRECT_P95:g} x direct p95", p95_ratio <= MAX_SAGA_TO_DIRECT_P95,
-         f"{p95_ratio:.2f}x ({saga.p95_ms:.0f} / {direct.p95_ms:.0f} ms)"),
-        (f"telemetry CPU per saga (on - off, all processes) <= {MAX_TELEMETRY_TO_DIRECT_CPU:g} x one direct call",
-         telemetry_ratio <= MAX_TELEMETRY_TO_DIRECT_CPU,
-         f"{telemetry_ratio:.2f}x ({telemetry_cpu:.2f} / {direct.cpu_total_ms:.2f} ms)"),
-        (f"peak RSS of each service <= {MAX_PEAK_RSS_MB:g} MB", peak_service_rss <= MAX_PEAK_RSS_MB,
-         f"{peak_service_rss:.0f} MB (largest)"),
-    ]
-    shown = [direct, saga, off, *(phases[k] for k in ("saga_sampled", "saga_one_replica", "saga_durable")
-                                  if k in phases)]
+    """``loads``: the load average at each round's start, then at the end of the run."""
+    raw = {key: [asdict(run) for run in runs] for key, runs in rounds.items()}
+    found = verdicts(raw)
+    phases = {key: median_run(runs) for key, runs in rounds.items()}
+    saga, off = phases["saga"], phases["saga_off"]
+    shown = [phases[key] for key in SHOWN if key in phases]
     rows = "\n".join(
         f"| {p.name} | {p.requests} | {p.concurrency} | {p.ok} | {p.errors} | {p.p50_ms:.1f} | {p.p95_ms:.1f} "
         f"| {p.p99_ms:.1f} | {p.throughput:.0f} |"
         for p in shown
     )
+    on_cpu = statistics.median(run.cpu_total_ms for run in rounds["saga"])
+    off_cpu = statistics.median(run.cpu_total_ms for run in rounds["saga_off"])
     extra_lines = []
-    if "saga_sampled" in phases:
-        sampled = phases["saga_sampled"]
+    if "saga_sampled" in rounds:
+        pairs = list(zip(rounds["saga_sampled"], rounds["saga_off"], rounds["direct"], strict=False))
+        sampled = [run.cpu_total_ms - o.cpu_total_ms for run, o, _ in pairs]
+        ratios = [(run.cpu_total_ms - o.cpu_total_ms) / d.cpu_total_ms for run, o, d in pairs]
         extra_lines.append(
             f"- with {args.sampled_ratio:.0%} head sampling (OTLP log records sampled alike, "
-            f"`SAGASCOPE_LOG_EXPORT=sampled`): telemetry's CPU per saga "
-            f"{sampled.cpu_total_ms - off.cpu_total_ms:.2f} ms "
-            f"({(sampled.cpu_total_ms - off.cpu_total_ms) / direct.cpu_total_ms:.2f}x a direct call), "
-            f"p95 {sampled.p95_ms:.0f} ms")
+            f"`SAGASCOPE_LOG_EXPORT=sampled`): telemetry's CPU per saga {statistics.median(sampled):.2f} ms "
+            f"({statistics.median(ratios):.2f}x a direct call; medians of the rounds)")
     if "saga_commenter" in phases:
         commented = phases["saga_commenter"]
         extra_lines.append(
@@ -400,67 +559,74 @@ def render_report(
             f"p95 {durable.p95_ms:.0f} ms, PostgreSQL CPU {durable.cpu_ms.get('postgres', 0.0):.2f} ms per saga; "
             f"fast (`fsync=off`): {saga.throughput:.0f} sagas/s, p95 {saga.p95_ms:.0f} ms")
     extra = "\n".join(extra_lines)
-    verdicts = "\n".join(f"| {name} | {value} | {'met' if ok else '**missed**'} |" for name, ok, value in checks)
     errors = "\n".join(
-        f"- {p.name}: {p.errors} errors, e.g. {', '.join(p.error_samples)}" for p in shown if p.errors
+        f"- {p.name}: {p.errors} errors, e.g. {', '.join(p.error_samples)}"
+        for runs in rounds.values() for p in runs if p.errors
     ) or "- none"
+    first, last = loads[0], loads[-1]
+    whatif = f" with what-if patches `{args.whatif}` (benchmarks/whatif_order.py)" if args.whatif else ""
     return f"""# Saga performance report
 
-Generated by `make bench` (`benchmarks/bench_saga.py`) on {started:%Y-%m-%d %H:%M} UTC{
-    f" with what-if patches `{args.whatif}` (benchmarks/whatif_order.py)" if args.whatif else ""}.
+Generated by `make bench` (`benchmarks/bench_saga.py`) on {started:%Y-%m-%d %H:%M} UTC{whatif}.
 
 ## Machine
 
 - cores (`nproc`): **{os.cpu_count()}**; {platform.machine()}, Python {platform.python_version()}, {platform.system()}
-- load average when the run started: **{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}** (1, 5, 15 min; the machine
-  is shared, so a load above the core count means other work competed with every figure below)
+- load average (1, 5, 15 min) when the run started: **{first[0]:.2f} {first[1]:.2f} {first[2]:.2f}**, when it
+  ended: **{last[0]:.2f} {last[1]:.2f} {last[2]:.2f}** (each round's start is under "Rounds"; the machine is
+  shared, so a load above the core count means other work competed with every figure below)
 - **{args.order_replicas} order service replica(s)** (one Python process uses one core; replicas share
   the saga log safely through leases; the client balances round robin), one payment, one identity
 - orders on PostgreSQL (throwaway cluster from the installed binaries, `fsync=off`; the durable row uses a
   second cluster with `fsync=on`, `synchronous_commit=on`), payments on nx-27017 (the embedded
-  MongoDB-wire server, SQLite-backed); services as local processes on loopback
+  MongoDB-wire server, SQLite-backed) through PyMongo's async API; services as local processes on loopback
 - telemetry on = every span and log record exported, to local OTLP-JSON files (no collector), metrics on
-  /metrics, the upstream gRPC and SQLAlchemy instrumentations
+  /metrics, the upstream gRPC, SQLAlchemy and pymongo instrumentations
 - the load generator (one asyncio process) runs on the same cores as the server processes,
   so every figure includes that contention
 
-## Targets (ratios from this one run)
+## Targets
 
-| target | measured | verdict |
-|---|---|---|
-{verdicts}
+Each verdict is the **median of the per-round ratios** ({len(found[0].per_round)} rounds; within a round the
+phases run one after another, so each ratio compares figures taken minutes apart). `benchmarks/verdicts.py`
+computes them from `benchmarks/out/bench.json`.
 
-Throughput (reported, not a verdict: it follows the host's load): **{saga.throughput:.0f} sagas/s** with
-telemetry on, {off.throughput:.0f} with it off; ≥ {EXPECTED_SAGAS_PER_SECOND:g}/s is expected on a quiet host.
+{_verdict_table(found)}
 
+Throughput: **{saga.throughput:.0f} sagas/s** with telemetry on, {off.throughput:.0f} with it off
+(each phase's median-throughput round).
+
+## The floor
+
+{_floor_section(rounds)}
+## By layer
+
+{_layers_section(profile)}
 ## Figures
 
-{args.requests} requests per phase after {args.warmup} warm-up requests, {args.concurrency} in flight,
-{len(rounds["saga"])} round(s): the stacks take turns, and each row below is the phase's run with the
-median throughput (every round's figures are under "Rounds").
+{args.requests} requests per phase ({args.floor_requests} for the floor) after {args.warmup} warm-up requests,
+{args.concurrency} in flight, {len(rounds["saga"])} round(s): the stacks take turns, and each row below is the
+phase's round with the median throughput (every round's figures are under "Rounds").
 
 | phase | requests | in flight | ok | errors | p50 ms | p95 ms | p99 ms | ok/s |
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
-Ratios:
-
-- saga / direct-payment: CPU **{cpu_ratio:.2f}x**, p50 **{p50_ratio:.2f}x**, p95 **{p95_ratio:.2f}x**
-- telemetry's CPU: {saga.cpu_total_ms:.2f} ms per saga across all processes with it on, {off.cpu_total_ms:.2f} ms
-  with it off: **{telemetry_cpu:.2f} ms**, {telemetry_ratio:.2f}x one direct call ({direct.cpu_total_ms:.2f} ms)
+- telemetry's CPU: {on_cpu:.2f} ms per saga across all processes with it on, {off_cpu:.2f} ms with it off
+  (medians of the rounds)
 {extra}
 
-CPU milliseconds per request, by process (the same runs; order = all replicas):
+CPU milliseconds per request, by process (median of the rounds; order = all replicas):
 
-{_cpu_table(shown)}
+{_cpu_table(rounds)}
 
 Peak resident memory (VmHWM) of every process, over all stacks and rounds:
 
-{rss_table}
+{_rss_table(rounds)}
 
-Rounds:
+## Rounds
 
-{_rounds_table(rounds)}
+{_rounds_table(rounds, loads[:-1])}
 
 Errors:
 
@@ -469,7 +635,7 @@ Errors:
 ## Reproduce
 
 ```
-make bench
+flock /tmp/sagascope-ports.lock make bench
 # or, with other settings:
 .venv/bin/python -m benchmarks.bench_saga --requests {args.requests} --concurrency {args.concurrency} \\
     --warmup {args.warmup} --rounds {args.rounds} --order-replicas {args.order_replicas} \\
@@ -478,7 +644,9 @@ make bench
 .venv/bin/python -m benchmarks.bench_saga --profile
 ```
 
-Raw figures: `benchmarks/out/bench.json` (not committed).
+Raw figures: `benchmarks/out/bench.json` (not committed): each phase a list of rounds with `cpu_ms` per
+process, `p95_ms`, `throughput` and `peak_rss_mb`. What each change bought, and every run's figures:
+[FINDINGS.md](FINDINGS.md).
 """
 
 
@@ -487,9 +655,37 @@ def median_run(runs: list[Phase]) -> Phase:
     return sorted(runs, key=lambda phase: phase.throughput)[(len(runs) - 1) // 2]
 
 
+async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerProfile:
+    """One more telemetry-on saga phase, every service (and nx-27017) under py-spy."""
+    samples: dict[str, dict[str, int]] = {}
+
+    async def body(stack: LocalStack) -> list[Phase]:
+        await bench_create_order("warm-up", stack, args.warmup, args.concurrency, 0)
+        pids = {name: managed.process.pid for name, managed in stack.processes.items()
+                if managed.process is not None and name != "identity"}
+        (OUT / "layers").mkdir(parents=True, exist_ok=True)
+        async with layers.recording(pids, OUT / "layers") as files:
+            phase = await bench_create_order("CreateOrder saga (telemetry on, py-spy attached)", stack,
+                                             args.requests, args.concurrency, 0)
+        for name, path in files.items():
+            group = "order" if name.startswith("order") else name
+            counts = samples.setdefault(group, {})
+            found = layers.layer_counts(path.read_text().splitlines())
+            if group == "mongo":  # nx-27017 is the MongoDB server: all of its work is the MongoDB layer
+                found = collections.Counter({"MongoDB": sum(found.values())})
+            for layer, n in found.items():
+                counts[layer] = counts.get(layer, 0) + n
+        print(f"  {phase}", flush=True)
+        return [phase]
+
+    print("bench: profiling by layer (py-spy on every service, telemetry on)", flush=True)
+    (phase,) = await run_phase_stack("layers", database_url, True, False, body, args.whatif, args.order_replicas)
+    return LayerProfile(phase, samples)
+
+
 async def bench_round(args: argparse.Namespace, database_url: str, durable_url: str | None) -> dict[str, Phase]:
-    """One round: the telemetry-on stack (direct, then saga), the telemetry-off stack, the sampled one,
-    one order replica, and the durable PostgreSQL cluster."""
+    """One round: the floor, the telemetry-on stack (direct, then saga), the telemetry-off stack, the
+    sampled one, one order replica, and the durable PostgreSQL cluster."""
     phases: dict[str, Phase] = {}
 
     async def with_telemetry(stack: LocalStack) -> list[Phase]:
@@ -506,6 +702,10 @@ async def bench_round(args: argparse.Namespace, database_url: str, durable_url: 
         print(f"  {off}", flush=True)
         return [off]
 
+    if args.floor:
+        print("bench: the floor (an empty grpcio aio unary call)", flush=True)
+        phases["floor"] = await bench_floor(args.floor_requests, args.concurrency, args.warmup)
+        print(f"  {phases['floor']}", flush=True)
     replicas = args.order_replicas
     print(f"bench: stack with telemetry on ({replicas} order replica(s))", flush=True)
     phases["direct"], phases["saga"] = await run_phase_stack(
@@ -570,22 +770,27 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"bench: cannot run: {reason}", file=sys.stderr)
         return 2
     started = datetime.now(UTC)
-    load = os.getloadavg()
+    loads: list[Load] = []
     rounds: dict[str, list[Phase]] = {}
     count = 1 if args.profile else args.rounds
+    profile: LayerProfile | None = None
     with contextlib.ExitStack() as clusters:
         database_url = clusters.enter_context(postgres.throwaway_cluster())
         durable_url = clusters.enter_context(postgres.throwaway_cluster(DURABLE_SETTINGS)) if args.durable else None
         for number in range(1, count + 1):
-            print(f"bench: round {number}/{count}", flush=True)
+            loads.append(os.getloadavg())
+            print(f"bench: round {number}/{count} (load average {loads[-1][0]:.2f})", flush=True)
             for key, phase in (await bench_round(args, database_url, durable_url)).items():
                 rounds.setdefault(key, []).append(phase)
-    phases = {key: median_run(runs) for key, runs in rounds.items()}
-    args.out_json.write_text(json.dumps({k: [asdict(v) for v in runs] for k, runs in rounds.items()}, indent=2))
-    report = render_report(phases, rounds, args, started, load)
+            # Raw figures after every round, so an interrupted run leaves what it measured.
+            args.out_json.write_text(json.dumps({k: [asdict(v) for v in runs] for k, runs in rounds.items()},
+                                                indent=2))
+        if args.layers and not args.profile:
+            profile = await profile_layers(args, database_url)
+    loads.append(os.getloadavg())
+    report = render_report(rounds, args, started, loads, profile)
     if args.write_report:
-        appendix = args.append or (FINDINGS if FINDINGS.exists() else None)
-        REPORT.write_text(report + ("\n" + appendix.read_text() if appendix else ""))
+        REPORT.write_text(report + ("\n" + args.append.read_text() if args.append else ""))
         print(f"bench: wrote {REPORT.relative_to(ROOT)}")
     print(report)
     return 0
@@ -596,9 +801,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="repeat every phase this many times, alternating the stacks, and report the "
-                        "run with the median throughput (this machine is shared and noisy)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="repeat every phase this many times, alternating the stacks; each verdict is the "
+                        "median of the per-round ratios (this machine is shared and noisy)")
+    parser.add_argument("--floor-requests", type=int, default=10000,
+                        help="empty calls per round for the floor (they are short, so more of them)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the floor")
+    parser.add_argument("--no-layers", dest="layers", action="store_false",
+                        help="skip the py-spy profile by layer after the rounds")
     parser.add_argument("--profile", action="store_true", help="run the order process under pyinstrument")
     parser.add_argument("--no-report", dest="write_report", action="store_false",
                         help="print the report, do not rewrite benchmarks/REPORT.md")
@@ -614,11 +824,18 @@ def main() -> int:
                         help="skip the stack with one order replica (sagas/s with 1 vs 2 replicas)")
     parser.add_argument("--no-durable", dest="durable", action="store_false",
                         help="skip the stack on a PostgreSQL cluster with fsync and synchronous_commit on")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for every service of every stack (repeatable)")
     parser.add_argument("--sql-commenter", action="store_true",
                         help="also a stack with ORDER_SQL_COMMENTER=1 (the trace context sent to PostgreSQL)")
     parser.add_argument("--out-json", type=Path, default=OUT / "bench.json")
     parser.add_argument("--append", type=Path, help="markdown appended to the report (e.g. profiling notes)")
     args = parser.parse_args()
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--env takes KEY=VALUE, got {item!r}")
+        BENCH_ENV[key] = value
     return asyncio.run(main_async(args))
 
 

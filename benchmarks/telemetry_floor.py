@@ -5,9 +5,10 @@
 One idle process (no load, no other process on the core), the spans and log records one CreateOrder
 saga produces, made the way the services make them:
 
-- order service: 10 spans — the server span, ``saga CreateOrder``, three ``saga.step`` spans, two SQL
-  statement spans and two pool-checkout ``connect`` spans (the shapes opentelemetry-instrumentation-sqlalchemy
-  makes on PostgreSQL; one statement per local step since issue 11), the client call to payment — and 6
+- order service: 8 spans — the server span, ``saga CreateOrder``, three ``saga.step`` spans, two SQL
+  statement spans (the shapes opentelemetry-instrumentation-sqlalchemy makes on PostgreSQL; one statement
+  per local step since issue 11; its pool-checkout ``connect`` spans are dropped by the sampler unless
+  SAGASCOPE_SQL_CONNECT_SPANS=on), the client call to payment — and 6
   log records (saga started, step completed x3, saga completed, the access line; step started is DEBUG);
 - payment service: 2 spans (server, the Mongo insert) and 1 record (the access line).
 
@@ -40,10 +41,6 @@ import collections
 import json
 import logging
 import platform
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,6 +57,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.util.types import AnyValue
 
+from benchmarks import layers
 from sagascope.common.runtime import tune_garbage_collector
 from sagascope.common.telemetry.files import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter
 from sagascope.common.telemetry.logs import OtlpLogHandler
@@ -168,8 +166,6 @@ class SagaItems:
                 for index, (step, statements, remote) in enumerate(STEPS):
                     step_fields = {**SAGA, "saga.step": step, "saga.step.index": index}
                     with self.tracer.start_as_current_span(f"saga.step {step}", attributes=step_fields):
-                        if statements:
-                            self._leaf("connect", CONNECT)
                         for statement in statements:
                             self._leaf(statement, SQL)
                         if remote:
@@ -304,7 +300,7 @@ OWNERS = (
     ),
 )
 # Frames of the JSON log line to stdout, which is written with telemetry off too.
-JSON_LOG_FRAMES = ("JsonLineFormatter", "ContextFieldsFilter", "pythonjsonlogger")
+JSON_LOG_FRAMES = ("JsonLineFormatter", "ContractFields", "ContextFieldsFilter", "pythonjsonlogger")
 IDLE_LEAVES = ("Event.wait", "Condition.wait", "_poll_wrapper", "serve_forever", "concurrent/futures/thread.py")
 TELEMETRY = ("instrumentation", "sdk", "ours", "prometheus")
 
@@ -344,13 +340,10 @@ def sample_shares(lines: Iterable[str]) -> tuple[int, dict[str, float]]:
     return total, {name: n / total for name, n in counts.items()} if total else {}
 
 
-async def _profile_order(out: Path, sagas: int) -> float:
+async def _profile_order(out_dir: Path, sagas: int) -> tuple[float, Path]:
     from benchmarks.bench_saga import bench_create_order, make_stack
     from tests.support.postgres import fresh_database, throwaway_cluster
 
-    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if py_spy is None:
-        raise SystemExit("--in-situ needs py-spy (pip install py-spy; it is in the dev extras)")
     with throwaway_cluster() as cluster:
         url = fresh_database(cluster, "floor")
         stack = make_stack(ROOT / "benchmarks" / "out" / "stack-floor", url, True, None)
@@ -359,37 +352,18 @@ async def _profile_order(out: Path, sagas: int) -> float:
             await bench_create_order("warm-up", stack, 300, 16, 0)
             order = stack.processes["order"].process
             assert order is not None
-            spy = await asyncio.create_subprocess_exec(
-                py_spy,
-                "record",
-                "--pid",
-                str(order.pid),
-                "--format",
-                "raw",
-                "--rate",
-                "200",
-                "--full-filenames",
-                "--threads",
-                "--nonblocking",  # never pause the process: it would change the load being measured
-                "--gil",  # only the thread holding the GIL: a thread waiting for it is not working
-                "--output",
-                str(out),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            await asyncio.sleep(1.5)  # py-spy attaches
-            phase = await bench_create_order("profiled", stack, sagas, 16, 0)
-            spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
-            await asyncio.wait_for(spy.wait(), 60)
+            # --gil: only the thread holding the GIL, so a thread waiting for it does not count as working.
+            async with layers.recording({"order": order.pid}, out_dir, gil=True) as files:
+                phase = await bench_create_order("profiled", stack, sagas, 16, 0)
         finally:
             await stack.stop()
-    return phase.throughput
+    return phase.throughput, files["order"]
 
 
 def in_situ(sagas: int) -> tuple[int, dict[str, float], float]:
-    out = ROOT / "benchmarks" / "out" / "order-py-spy.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    throughput = asyncio.run(_profile_order(out, sagas))
+    out_dir = ROOT / "benchmarks" / "out" / "floor"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    throughput, out = asyncio.run(_profile_order(out_dir, sagas))
     total, shares = sample_shares(out.read_text().splitlines())
     return total, shares, throughput
 
@@ -441,7 +415,7 @@ def render(
         "## Idle: one process, nothing else running",
         "",
         f"{sagas} sagas per set-up, best of five, process CPU including the export threads. Items per "
-        "saga: order service 10 spans + 6 log records, payment service 2 spans + 1 record (what the "
+        "saga: order service 8 spans + 6 log records, payment service 2 spans + 1 record (what the "
         "naming contract asks for; see the module docstring).",
         "",
         "| set-up | order items, ms | payment items, ms | per saga, ms |",

@@ -33,7 +33,7 @@ load-stress: $(STAMP) ## locust stress: add users in steps, report the knee
 load-spike: $(STAMP) ## locust spike: baseline, burst, recovery
 	$(PY) -m tests.load.run --scenario spike --postgres $(LOAD_ARGS)
 
-bench: $(STAMP) ## direct ProcessPayment vs CreateOrder saga vs telemetry off, on PostgreSQL -> benchmarks/REPORT.md
+bench: $(STAMP) ## the floor (empty gRPC call) vs direct ProcessPayment vs CreateOrder saga vs telemetry off, 5 interleaved rounds, median verdicts -> benchmarks/REPORT.md
 	$(PY) -m benchmarks.bench_saga $(BENCH_ARGS)
 
 bench-floor: $(STAMP) ## what the OTel SDK itself costs per saga, idle and in situ (py-spy), vs the 10% budget -> benchmarks/telemetry_floor.md

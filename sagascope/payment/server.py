@@ -79,7 +79,7 @@ class PaymentApp:
         try:
             await self._grpc.stop()
         finally:
-            self._mongo.close()
+            await self._mongo.close()
 
 
 async def serve(settings: PaymentSettings) -> None:

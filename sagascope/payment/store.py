@@ -1,4 +1,4 @@
-"""Payments in MongoDB (motor): one flat document per payment, ``_id`` a uuid4 hex string.
+"""Payments in MongoDB (PyMongo's async API): one flat document per payment, ``_id`` a uuid4 hex string.
 
 The unique index on ``idempotency_key`` is the idempotency guarantee: two
 concurrent charges with one key cannot both insert, and the loser re-reads the
@@ -42,8 +42,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
-from pymongo import ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from sagascope.common.urls import redact_url
@@ -60,12 +60,16 @@ class MongoUnavailable(RuntimeError):
     """MongoDB did not answer within the start-up budget."""
 
 
-def connect(url: str, *, server_selection_timeout_ms: int = 5000) -> AsyncIOMotorClient:
-    """A client that decodes dates as aware UTC datetimes (the driver connects lazily)."""
-    return AsyncIOMotorClient(url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
+Document = dict[str, Any]
+MongoClient = AsyncMongoClient[Document]
 
 
-async def wait_until_reachable(client: AsyncIOMotorClient, url: str, timeout_seconds: float) -> None:
+def connect(url: str, *, server_selection_timeout_ms: int = 5000) -> MongoClient:
+    """A client that decodes dates as aware UTC datetimes (the driver connects lazily, on first use)."""
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
+
+
+async def wait_until_reachable(client: MongoClient, url: str, timeout_seconds: float) -> None:
     """Ping until MongoDB answers; after ``timeout_seconds`` raise :class:`MongoUnavailable`."""
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -128,12 +132,12 @@ def from_document(document: Mapping[str, Any]) -> Payment:
 
 
 class PaymentStore:
-    def __init__(self, collection: AsyncIOMotorCollection, refund_claims: AsyncIOMotorCollection) -> None:
+    def __init__(self, collection: AsyncCollection[Document], refund_claims: AsyncCollection[Document]) -> None:
         self._collection = collection
         self._claims = refund_claims
 
     @classmethod
-    def for_database(cls, client: AsyncIOMotorClient, database: str) -> PaymentStore:
+    def for_database(cls, client: MongoClient, database: str) -> PaymentStore:
         return cls(client[database][COLLECTION], client[database][REFUND_CLAIMS])
 
     async def ensure_indexes(self) -> None:

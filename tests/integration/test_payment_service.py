@@ -16,10 +16,12 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.trace import SpanKind
 
 from sagascope.api.payments.v1 import payments_pb2, payments_pb2_grpc
 from sagascope.common.auth import AuthSettings
 from sagascope.common.faults import FaultSettings
+from sagascope.common.telemetry import Telemetry
 from sagascope.payment.server import PaymentApp
 from sagascope.payment.settings import PaymentSettings
 from sagascope.payment.store import MongoUnavailable
@@ -27,8 +29,10 @@ from tests.support import ferretdb
 from tests.support import postgres as pg_support
 from tests.support.identity import running_identity
 from tests.support.mongo import free_port, running_nx27017
+from tests.support.telemetry_testing import in_memory_telemetry
 
 pb = payments_pb2
+MONGO_SCOPE = "opentelemetry.instrumentation.pymongo"
 SERVICE_ACCOUNT = ("order-service", "order-service-dev-secret")
 VIEWER = ("viewer", "viewer-dev-password")
 
@@ -107,7 +111,9 @@ async def start_payment(tmp_path: Path, mongo: tuple[str, str]) -> AsyncIterator
         token = await identity.login(*SERVICE_ACCOUNT)
         started: list[Harness] = []
 
-        async def start(faults: FaultSettings | None = None, limit_major: int = 1000) -> Harness:
+        async def start(
+            faults: FaultSettings | None = None, limit_major: int = 1000, telemetry: Telemetry | None = None
+        ) -> Harness:
             settings = PaymentSettings(
                 auth=identity.auth_settings,
                 host="127.0.0.1",
@@ -118,7 +124,7 @@ async def start_payment(tmp_path: Path, mongo: tuple[str, str]) -> AsyncIterator
                 limit_major=limit_major,
                 faults=faults or FaultSettings(),
             )
-            app = PaymentApp(settings)
+            app = PaymentApp(settings, telemetry)
             port = await app.start()
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             harness = Harness(
@@ -412,6 +418,36 @@ async def test_latency_fault_delays_the_charge(start_payment: StartPayment) -> N
     started = asyncio.get_running_loop().time()
     assert (await payment.process()).status == pb.PAYMENT_STATUS_CHARGED
     assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+async def test_process_payment_yields_the_pymongo_command_spans(start_payment: StartPayment) -> None:
+    """PyMongo's async client publishes the same command events motor's threads did, so
+    opentelemetry-instrumentation-pymongo's listener makes one CLIENT span per command, now in the
+    calling task: a child of the call's SERVER span. (The instrumentor is a process-wide singleton
+    whose listener keeps the first tracer provider it was given: this must stay the only test in
+    its process that instruments pymongo.)"""
+    with in_memory_telemetry("payment-service") as captured:
+        captured.telemetry.instrument_pymongo()  # before the client exists, as serve() does
+        payment = await start_payment(telemetry=captured.telemetry)
+        charged = await payment.process(idempotency_key="traced-charge")
+        refunded = await payment.refund(payment_id=charged.id, idempotency_key="traced-refund")
+        assert refunded.status == pb.PAYMENT_STATUS_REFUNDED
+        captured.telemetry.force_flush()
+        spans = captured.spans.get_finished_spans()
+    server = {s.name.rsplit("/", 1)[-1]: s for s in spans if s.kind is SpanKind.SERVER}
+    mongo = [s for s in spans if s.instrumentation_scope and s.instrumentation_scope.name == MONGO_SCOPE]
+    by_parent = {
+        method: [s for s in mongo if s.parent is not None and s.parent.span_id == span.context.span_id]
+        for method, span in server.items()
+    }
+    # One insert per new charge (payment inserts first); a refund reads the payment, then flips it.
+    assert [s.name for s in by_parent["ProcessPayment"]] == ["payments_test.insert"]
+    assert [s.name for s in by_parent["RefundPayment"]] == ["payments_test.find", "payments_test.findAndModify"]
+    insert = by_parent["ProcessPayment"][0]
+    assert insert.kind is SpanKind.CLIENT and insert.context.trace_id == server["ProcessPayment"].context.trace_id
+    attributes = dict(insert.attributes or {})
+    assert attributes["db.system.name"] == "mongodb" and attributes["db.namespace"] == "payments_test"
+    assert attributes["db.collection.name"] == "payments" and attributes["server.address"] == "127.0.0.1"
 
 
 async def test_health_is_serving_after_start(payment: Harness) -> None:

@@ -1,7 +1,7 @@
 """A real nx-27017 (MongoDB wire protocol over SQLite) for tests, on a free loopback port.
 
     async with running_nx27017(tmp_path) as url:
-        client = AsyncIOMotorClient(url)
+        client = AsyncMongoClient(url)
 
 The server runs as a subprocess (foreground, not ``--daemon``) with its SQLite
 file, log file and pid file in ``tmp_path``; it is stopped (SIGTERM, then

@@ -120,10 +120,10 @@ class Telemetry:
         return self._events
 
     def instrument_sqlalchemy(self, engine: AsyncEngine, commenter: bool = False) -> None:
-        """One CLIENT span per SQL statement on ``engine`` (and a ``connect`` span per pool checkout),
-        from opentelemetry-instrumentation-sqlalchemy. ``commenter``: the trace context goes to the
-        server too, in each statement's sqlcommenter comment and in the session's application_name
-        (sql_context.py says what it costs)."""
+        """One CLIENT span per SQL statement on ``engine``, from opentelemetry-instrumentation-sqlalchemy
+        (its ``connect`` span per pool checkout only with SAGASCOPE_SQL_CONNECT_SPANS=on: tracing.py).
+        ``commenter``: the trace context goes to the server too, in each statement's sqlcommenter
+        comment and in the session's application_name (sql_context.py says what it costs)."""
         if not self.enabled:
             return
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -225,7 +225,10 @@ def init_telemetry(
 
     injected = span_exporter is not None or log_exporter is not None
     tracer_provider = init_tracer_provider(
-        resource, span_exporter if injected else default_span_exporter(settings, name), batch=not injected
+        resource,
+        span_exporter if injected else default_span_exporter(settings, name),
+        batch=not injected,
+        sql_connect_spans=settings.sql_connect_spans,
     )
     logger_provider = init_logger_provider(
         resource, log_exporter if injected else default_log_exporter(settings, name), batch=not injected

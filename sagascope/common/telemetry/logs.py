@@ -25,12 +25,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
 
+import orjson
 from opentelemetry import baggage, context, trace
 from opentelemetry._logs import Logger as APILogger
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonEncoder, JsonFormatter
+from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
+from pythonjsonlogger.json import JsonEncoder
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from sagascope.common import correlation
 from sagascope.common.telemetry.redaction import redact_mapping, redact_text, redact_value
@@ -141,7 +143,7 @@ def redacted_fields(record: logging.LogRecord) -> tuple[str, dict[str, Any]]:
     return cached
 
 
-class _RedactingJsonEncoder(JsonEncoder):
+class RedactingJsonEncoder(JsonEncoder):
     """What python-json-logger makes of a non-JSON value (an exception, a dataclass, ``str(obj)``)
     passes the guard as well: that text is made after the fields were redacted."""
 
@@ -154,16 +156,16 @@ class _RedactingJsonEncoder(JsonEncoder):
         return value
 
 
-class JsonLineFormatter(JsonFormatter):
-    """One JSON object a line: the contract fields first, then the record's extras.
+_ENCODER = RedactingJsonEncoder(ensure_ascii=True)
+# Dataclasses and datetimes go through default() as they did with the stdlib encoder: a dataclass's
+# fields pass the guard there, and a datetime keeps isoformat()'s spelling.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
-    Every value passes the redaction guard: the message and extras via :func:`redacted_fields`,
-    the rest (logger name, level, a formatted exception or stack, a dict msg's keys) here.
-    """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("json_encoder", _RedactingJsonEncoder)
-        super().__init__(*args, **kwargs)
+class ContractFields(BaseJsonFormatter):
+    """The contract fields first, then the record's extras, every value through the redaction guard:
+    the message and extras via :func:`redacted_fields`, the rest (logger name, level, a formatted
+    exception or stack, a dict msg's keys) here. Shared by every encoding of the line."""
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -183,6 +185,36 @@ class JsonLineFormatter(JsonFormatter):
         log_data.update(extras)
         if message_dict:
             log_data.update(redact_mapping(message_dict))
+
+
+class JsonLineFormatter(ContractFields, OrjsonFormatter):
+    """One JSON object a line (:class:`ContractFields`), encoded by python-json-logger's orjson
+    formatter: the standard library's ``json`` was ~8 % of the order service's CPU under load.
+
+    Non-JSON values take the same ``default`` as before (:class:`RedactingJsonEncoder`). What orjson
+    refuses — an integer beyond 64 bits, text with lone surrogates — is encoded by the standard
+    library as before, so no line is lost. Differences in content: none, except that a float NaN or
+    infinity is ``null`` (valid JSON) where ``json`` wrote ``NaN``. Non-ASCII text is UTF-8 rather
+    than ``\\u`` escapes; ``ascii_only=True`` keeps the escapes for a stream that cannot take UTF-8.
+    """
+
+    def __init__(self, *args: Any, ascii_only: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("json_default", _ENCODER.default)
+        super().__init__(*args, **kwargs)
+        self.ascii_only = ascii_only
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        if not self.ascii_only:
+            try:
+                return orjson.dumps(log_data, default=self.json_default, option=_ORJSON_OPTIONS).decode()
+            except orjson.JSONEncodeError:
+                pass
+        return _ENCODER.encode(log_data)
+
+
+def _takes_utf8(stream: TextIO) -> bool:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
 
 
 _SEVERITY = (
@@ -300,8 +332,9 @@ def init_logging(
     (``sampled_only``: see :class:`OtlpLogHandler`)."""
     _skip_unused_record_attributes()
     context_filter = ContextFieldsFilter(service_name)
-    json_handler = logging.StreamHandler(stream or sys.stdout)
-    json_handler.setFormatter(JsonLineFormatter())
+    json_stream = stream or sys.stdout
+    json_handler = logging.StreamHandler(json_stream)
+    json_handler.setFormatter(JsonLineFormatter(ascii_only=not _takes_utf8(json_stream)))
     handlers: list[logging.Handler] = [json_handler]
     if provider is not None:
         handlers.append(OtlpLogHandler(provider, sampled_only=sampled_only))

@@ -23,6 +23,7 @@ _LOG_EXPORT_CHOICES = ("all", "sampled")
 LOG_PATH = "SAGASCOPE_LOG_PATH"
 _LOG_PATH_CHOICES = ("otlp", "filelog")
 LOG_FILE = "SAGASCOPE_LOG_FILE"
+SQL_CONNECT_SPANS = "SAGASCOPE_SQL_CONNECT_SPANS"
 
 _PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -47,6 +48,8 @@ class TelemetrySettings:
     log_path: str = "otlp"
     # None: JSON lines on stdout; else appended to this file.
     log_file: Path | None = None
+    # True: keep opentelemetry-instrumentation-sqlalchemy's span per pool checkout ("connect").
+    sql_connect_spans: bool = False
 
     @classmethod
     def from_env(cls) -> TelemetrySettings:
@@ -69,6 +72,7 @@ class TelemetrySettings:
             log_export=log_export,
             log_path=log_path,
             log_file=Path(log_file) if log_file else None,
+            sql_connect_spans=env_bool(SQL_CONNECT_SPANS, False),
         )
 
 

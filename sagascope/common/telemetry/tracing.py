@@ -3,14 +3,18 @@
 OTLP goes over gRPC by default, or http/protobuf when ``OTEL_EXPORTER_OTLP_PROTOCOL``
 says so; the exporters read the endpoint, headers, TLS and timeout variables
 themselves. Without an endpoint, spans and logs go to OTLP-JSON lines files (files.py).
-The sampler comes from ``OTEL_TRACES_SAMPLER`` via the SDK's own defaulting.
+The sampler comes from ``OTEL_TRACES_SAMPLER`` via the SDK's own defaulting, wrapped so that
+opentelemetry-instrumentation-sqlalchemy's pool-checkout ``connect`` spans are not recorded
+unless ``SAGASCOPE_SQL_CONNECT_SPANS=on`` (:class:`WithoutPoolCheckoutSpans`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
@@ -20,6 +24,9 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.util.types import Attributes
 
 from sagascope.common.telemetry.files import (
     LOGS_FILE,
@@ -107,16 +114,58 @@ def export_batch_size(prefix: str) -> int | None:
         return None
 
 
+# The name opentelemetry-instrumentation-sqlalchemy gives its span around Engine.connect().
+POOL_CHECKOUT_SPAN = "connect"
+
+
+class WithoutPoolCheckoutSpans(Sampler):
+    """The configured sampler, except that SQLAlchemy's ``connect`` span is never recorded.
+
+    opentelemetry-instrumentation-sqlalchemy wraps every ``Engine.connect()`` — a checkout from a
+    warm pool, two per saga — in a CLIENT span named ``connect``, with no switch to turn it off
+    (the JavaScript pg instrumentation has one: open-telemetry/opentelemetry-js-contrib#3280).
+    Its statement spans already carry the database time; the checkout span cost the order
+    service a span's work twice a saga. Dropped here, through the SDK's sampling API, the
+    instrumentation runs unchanged and skips its attribute work (the span does not record).
+    ``SAGASCOPE_SQL_CONNECT_SPANS=on`` keeps them, e.g. to see a pool running dry.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if name == POOL_CHECKOUT_SPAN and kind is SpanKind.CLIENT:
+            parent = get_current_span(parent_context).get_span_context()
+            return SamplingResult(Decision.DROP, None, parent.trace_state if parent.is_valid else None)
+        return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"WithoutPoolCheckoutSpans{{{self.inner.get_description()}}}"
+
+
 def init_tracer_provider(
-    resource: Resource, exporter: SpanExporter | None, batch: bool = True
+    resource: Resource, exporter: SpanExporter | None, batch: bool = True, sql_connect_spans: bool = False
 ) -> TracerProvider:
     """A provider whose spans pass the redaction guard on their way to ``exporter``.
 
+    ``sql_connect_spans``: keep SQLAlchemy's pool-checkout spans (:class:`WithoutPoolCheckoutSpans`).
     ``batch=False`` exports each span as it ends (tests, and tools that exit at once). The batch
     processors (here and for logs) otherwise take the SDK's ``OTEL_BSP_*`` / ``OTEL_BLRP_*`` handling,
     with :data:`EXPORT_BATCH_SIZE` as the default batch.
     """
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER, read by the SDK
+    if not sql_connect_spans:
+        # Before any tracer exists: a tracer keeps the sampler it was created with.
+        provider.sampler = WithoutPoolCheckoutSpans(provider.sampler)
     if exporter is not None:
         guarded = RedactingSpanExporter(exporter)
         processor = (
