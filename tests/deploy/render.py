@@ -16,7 +16,7 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ["dev", "production", "dev-istio", "production-istio"]
 NAMESPACE = "sagascope"
 # The node agent's own namespace (Pod Security "privileged" for its read-only /var/log/pods).
-NODE_NAMESPACE = "sagascope-node"
+NODE_NAMESPACE = "sagascope-agent"
 APP = ["identity", "order", "payment"]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 # What the overlays read besides deploy/k8s (kustomizations beside the config files).
@@ -112,8 +112,8 @@ def app_name(obj: dict[str, Any]) -> str:
 
 def in_namespace(rendering: Rendering, namespace: str) -> str:
     """The rendering moved to another namespace (one API server holds every overlay at once); the
-    node agent's namespace moves beside it, to ``<namespace>-node``."""
-    moved = {NAMESPACE: namespace, NODE_NAMESPACE: f"{namespace}-node"}
+    node agent's namespace moves beside it, to ``<namespace>-agent``."""
+    moved = {NAMESPACE: namespace, NODE_NAMESPACE: f"{namespace}-agent"}
     docs = []
     for original in rendering.objects:
         obj = yaml.safe_load(yaml.safe_dump(original))

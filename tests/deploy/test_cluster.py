@@ -160,8 +160,8 @@ def test_node_agent_pod_is_admitted_only_where_privileged(
     namespace (as rendered, Pod Security "privileged"), and refused for its /var/log/pods hostPath
     under "baseline" and "restricted" — why it has a namespace of its own. Server-side dry runs:
     the API server's admission decides, no Node is needed."""
-    namespace = "sagascope-agent"
-    node = f"{namespace}-node"
+    namespace = "sagascope-admit"
+    node = f"{namespace}-agent"
     docs = [d for d in yaml.safe_load_all(in_namespace(renderings["dev"], namespace)) if d]
     own = [d for d in docs
            if d["metadata"].get("namespace") == node or (d["kind"] == "Namespace" and d["metadata"]["name"] == node)]

@@ -43,7 +43,8 @@ def test_istioctl_validate_accepts_the_rendering(tools: Tools, rendering: Render
 
 def test_istioctl_analyze_finds_nothing(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(tools.istioctl), "analyze", "--use-kube=false", "-n", NAMESPACE, str(write(rendering, tmp_path))],
+        # every namespace of the rendering: the application's and the node agent's
+        [str(tools.istioctl), "analyze", "--use-kube=false", "--all-namespaces", str(write(rendering, tmp_path))],
         capture_output=True,
         text=True,
         timeout=180,
