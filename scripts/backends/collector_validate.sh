@@ -32,4 +32,10 @@ for combo in "${combinations[@]}"; do
   env "${local_env[@]}" "$OTELCOL_BIN" validate "${args[@]}" || die "invalid: base ${combo:++ $combo} (local endpoints)"
   log "valid: base${combo:+ + ${combo// / + }}"
 done
+# The node agent (deploy/k8s/base/otel-agent.yaml): the file_log profile alone, then agent.yml,
+# with the DaemonSet's environment.
+OTELCOL_GATEWAY_ENDPOINT=otel-collector.sagascope:4317 FILELOG_INCLUDE='/var/log/pods/*/*/*.log' \
+  "$OTELCOL_BIN" validate --config "$DIR/profiles/filelog.yml" --config "$DIR/agent.yml" \
+  || die "invalid: the node agent (profiles/filelog.yml + agent.yml)"
+log "valid: the node agent (profiles/filelog.yml + agent.yml)"
 log "collector $OTELCOL_VERSION ($OTELCOL_BIN): every profile combination is valid"

@@ -8,7 +8,7 @@ import base64
 import re
 from typing import Any
 
-from tests.deploy.render import Rendering, app_name, pod_spec
+from tests.deploy.render import NAMESPACE, Rendering, app_name, pod_spec
 
 HOST_PORT = re.compile(r"(?:^|[/@\"'\s\[,=-])([a-z][a-z0-9-]*):(\d{2,5})\b")
 Flow = tuple[str, str, int]
@@ -130,30 +130,49 @@ def pod_labels(rendering: Rendering) -> dict[str, dict[str, str]]:
     return {app_name(w): w["spec"]["template"]["metadata"]["labels"] for w in rendering.workloads()}
 
 
+def namespace_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"].get("namespace", NAMESPACE))
+
+
+def pod_namespaces(rendering: Rendering) -> dict[str, str]:
+    return {app_name(w): namespace_of(w) for w in rendering.workloads()}
+
+
+def peer_selects(peer: dict[str, Any], policy_namespace: str, namespace: str, labels: dict[str, str]) -> bool:
+    """Whether a policy peer (from/to) with a podSelector names a pod of ``namespace`` with
+    ``labels``: without a namespaceSelector, the policy's own namespace; with one, the namespaces
+    it selects by their kubernetes.io/metadata.name label."""
+    if "podSelector" not in peer:
+        return False
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+    else:
+        in_namespace = namespace == policy_namespace
+    return in_namespace and selects(peer["podSelector"], labels)
+
+
 def allowed(rendering: Rendering, flow: Flow) -> tuple[bool, bool]:
     """(egress allowed for the caller, ingress allowed at the callee) by the NetworkPolicies."""
-    labels = pod_labels(rendering)
+    labels, namespaces = pod_labels(rendering), pod_namespaces(rendering)
     caller, callee, port = flow
     egress = ingress = False
     for policy in rendering.of_kind("NetworkPolicy"):
-        spec = policy["spec"]
-        if selects(spec["podSelector"], labels[caller]) and "Egress" in spec["policyTypes"]:
+        spec, where = policy["spec"], namespace_of(policy)
+        if where == namespaces[caller] and selects(spec["podSelector"], labels[caller]) and (
+            "Egress" in spec["policyTypes"]
+        ):
             for rule in spec.get("egress", []):
                 to_ok = "to" not in rule or any(
-                    "podSelector" in peer
-                    and "namespaceSelector" not in peer
-                    and selects(peer["podSelector"], labels[callee])
-                    for peer in rule["to"]
+                    peer_selects(peer, where, namespaces[callee], labels[callee]) for peer in rule["to"]
                 )
                 if to_ok and any(p["port"] == port for p in rule.get("ports", [])):
                     egress = True
-        if selects(spec["podSelector"], labels[callee]) and "Ingress" in spec["policyTypes"]:
+        if where == namespaces[callee] and selects(spec["podSelector"], labels[callee]) and (
+            "Ingress" in spec["policyTypes"]
+        ):
             for rule in spec.get("ingress", []):
                 from_ok = any(
-                    "podSelector" in peer
-                    and "namespaceSelector" not in peer
-                    and selects(peer["podSelector"], labels[caller])
-                    for peer in rule.get("from", [])
+                    peer_selects(peer, where, namespaces[caller], labels[caller]) for peer in rule.get("from", [])
                 )
                 if from_ok and any(p["port"] == port for p in rule.get("ports", [])):
                     ingress = True

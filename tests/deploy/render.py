@@ -15,6 +15,8 @@ K8S = REPO / "deploy" / "k8s"
 # Every overlay a user applies: without and with components/istio.
 OVERLAYS = ["dev", "production", "dev-istio", "production-istio"]
 NAMESPACE = "sagascope"
+# The node agent's own namespace (Pod Security "privileged" for its read-only /var/log/pods).
+NODE_NAMESPACE = "sagascope-agent"
 APP = ["identity", "order", "payment"]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 # What the overlays read besides deploy/k8s (kustomizations beside the config files).
@@ -109,22 +111,24 @@ def app_name(obj: dict[str, Any]) -> str:
 
 
 def in_namespace(rendering: Rendering, namespace: str) -> str:
-    """The rendering moved to another namespace (one API server holds every overlay at once)."""
+    """The rendering moved to another namespace (one API server holds every overlay at once); the
+    node agent's namespace moves beside it, to ``<namespace>-agent``."""
+    moved = {NAMESPACE: namespace, NODE_NAMESPACE: f"{namespace}-agent"}
     docs = []
     for original in rendering.objects:
         obj = yaml.safe_load(yaml.safe_dump(original))
         meta = obj["metadata"]
         if obj["kind"] == "Namespace":
-            meta["name"] = namespace
-        elif meta.get("namespace") == NAMESPACE:
-            meta["namespace"] = namespace
+            meta["name"] = moved.get(meta["name"], meta["name"])
+        elif meta.get("namespace") in moved:
+            meta["namespace"] = moved[meta["namespace"]]
         if obj["kind"] in {"ClusterRole", "ClusterRoleBinding"}:
             meta["name"] = f"{meta['name']}-{namespace}"
         if obj["kind"] == "ClusterRoleBinding":
             obj["roleRef"]["name"] = f"{obj['roleRef']['name']}-{namespace}"
         if obj["kind"] in {"ClusterRoleBinding", "RoleBinding"}:
             for subject in obj.get("subjects", []):
-                if subject.get("namespace") == NAMESPACE:
-                    subject["namespace"] = namespace
+                if subject.get("namespace") in moved:
+                    subject["namespace"] = moved[subject["namespace"]]
         docs.append(obj)
     return yaml.safe_dump_all(docs, sort_keys=False)

@@ -4,10 +4,12 @@ strict field validation, and the Pods the controllers create admitted under Pod 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.cluster import ControlPlane, create_restricted_namespace
 from tests.deploy.render import OVERLAYS, Rendering, in_namespace, minimum_replicas
@@ -42,6 +44,8 @@ def test_rendering_is_accepted_and_its_pods_admitted(
 
     for workload in rendering.workloads():
         name, kind = workload["metadata"]["name"], workload["kind"]
+        if kind == "DaemonSet":
+            continue  # no Node here to place its Pod on: test_node_agent_pod_is_admitted_only_where_privileged
         want = minimum_replicas(rendering, workload)
         selector = (
             ",".join(f"{k}={v}" for k, v in workload["spec"]["selector"]["matchLabels"].items())
@@ -141,3 +145,52 @@ spec:
     )
     assert 'violates PodSecurity "restricted:latest"' in message, message
     assert cluster.get("pods", "-n", namespace)["items"] == []
+
+
+def _namespace_at(cluster: ControlPlane, name: str, level: str) -> None:
+    labels = {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"}
+    cluster.kubectl("apply", "--server-side", "--field-manager=sagascope-test", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}))
+
+
+def test_node_agent_pod_is_admitted_only_where_privileged(
+    cluster: ControlPlane, renderings: dict[str, Rendering]
+) -> None:
+    """The agent DaemonSet's Pod, as its controller would create it on a node, is admitted in its own
+    namespace (as rendered, Pod Security "privileged"), and refused for its /var/log/pods hostPath
+    under "baseline" and "restricted" — why it has a namespace of its own. Server-side dry runs:
+    the API server's admission decides, no Node is needed."""
+    namespace = "sagascope-admit"
+    node = f"{namespace}-agent"
+    docs = [d for d in yaml.safe_load_all(in_namespace(renderings["dev"], namespace)) if d]
+    own = [d for d in docs
+           if d["metadata"].get("namespace") == node or (d["kind"] == "Namespace" and d["metadata"]["name"] == node)]
+    applied = cluster.kubectl(
+        "apply", "--server-side", "--validate=strict", "--field-manager=sagascope-test", "-f", "-",
+        stdin=yaml.safe_dump_all(own),
+    )
+    assert "Warning" not in applied.stderr, applied.stderr
+    (daemonset,) = [d for d in own if d["kind"] == "DaemonSet"]
+    account = daemonset["spec"]["template"]["spec"]["serviceAccountName"]
+
+    def pod_in(where: str) -> str:
+        return json.dumps({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "otel-agent-admission", "namespace": where,
+                         "labels": daemonset["spec"]["template"]["metadata"]["labels"]},
+            "spec": daemonset["spec"]["template"]["spec"],
+        })
+
+    admitted = cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=pod_in(node), check=False)
+    assert admitted.returncode == 0, admitted.stderr
+    assert "Warning" not in admitted.stderr, admitted.stderr
+    for level in ("baseline", "restricted"):
+        where = f"{namespace}-{level}"
+        _namespace_at(cluster, where, level)
+        cluster.kubectl("create", "serviceaccount", account, "-n", where)
+        refused = cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=pod_in(where), check=False)
+        print(f"{level}: {refused.stderr.strip()}")
+        assert refused.returncode != 0
+        assert f'violates PodSecurity "{level}:latest"' in refused.stderr, refused.stderr
+        assert "hostPath" in refused.stderr, refused.stderr

@@ -12,7 +12,7 @@ import yaml
 
 from tests.deploy.cluster import Tools
 from tests.deploy.flows import flows
-from tests.deploy.render import APP, K8S, NAMESPACE, TEST_INPUTS, Rendering, minimum_replicas
+from tests.deploy.render import APP, K8S, NAMESPACE, NODE_NAMESPACE, TEST_INPUTS, Rendering, minimum_replicas
 
 ISTIO_OVERLAYS = ["dev-istio", "production-istio"]
 # Istio's ingress gateway, installed by Istio's chart into this namespace (docs/kubernetes.md).
@@ -43,7 +43,8 @@ def test_istioctl_validate_accepts_the_rendering(tools: Tools, rendering: Render
 
 def test_istioctl_analyze_finds_nothing(tools: Tools, rendering: Rendering, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(tools.istioctl), "analyze", "--use-kube=false", "-n", NAMESPACE, str(write(rendering, tmp_path))],
+        # every namespace of the rendering: the application's and the node agent's
+        [str(tools.istioctl), "analyze", "--use-kube=false", "--all-namespaces", str(write(rendering, tmp_path))],
         capture_output=True,
         text=True,
         timeout=180,
@@ -75,12 +76,16 @@ def principals(rendering: Rendering) -> dict[str, set[str]]:
 
 
 def test_principals_are_real_service_accounts(rendering: Rendering) -> None:
-    accounts = {sa["metadata"]["name"] for sa in rendering.of_kind("ServiceAccount")} | {GATEWAY_SA}
+    accounts = {
+        f"cluster.local/ns/{sa['metadata'].get('namespace', NAMESPACE)}/sa/{sa['metadata']['name']}"
+        for sa in rendering.of_kind("ServiceAccount")
+    } | {f"cluster.local/ns/{NAMESPACE}/sa/{GATEWAY_SA}"}
     for name, named in principals(rendering).items():
         for principal in named:
-            prefix = f"cluster.local/ns/{NAMESPACE}/sa/"
-            assert principal.startswith(prefix), f"{name}: {principal}"
-            assert principal.removeprefix(prefix) in accounts, f"{name}: no ServiceAccount for {principal}"
+            assert principal.startswith((f"cluster.local/ns/{NAMESPACE}/", f"cluster.local/ns/{NODE_NAMESPACE}/")), (
+                f"{name}: {principal}"
+            )
+            assert principal in accounts, f"{name}: no ServiceAccount for {principal}"
 
 
 def test_only_order_may_call_payment_methods(rendering: Rendering) -> None:
@@ -143,7 +148,10 @@ def test_sidecars_reach_what_their_workload_calls(renderings: dict[str, Renderin
     calls = flows(rendering)
     for sidecar in rendering.of_kind("Sidecar"):
         app = sidecar["spec"]["workloadSelector"]["labels"]["app.kubernetes.io/name"]
-        hosts = {h.removeprefix("./") for e in sidecar["spec"]["egress"] for h in e["hosts"]}
+        # "./" is the Sidecar's own namespace; the node agent's names the gateway's namespace
+        hosts = {
+            h.removeprefix("./").removeprefix(f"{NAMESPACE}/") for e in sidecar["spec"]["egress"] for h in e["hosts"]
+        }
         needed = {f"{callee}.{NAMESPACE}.svc.cluster.local" for caller, callee, _ in calls if caller == app}
         assert needed <= hosts, f"{app}: sidecar misses {needed - hosts}"
         extra = {h for h in hosts if h.endswith(f".{NAMESPACE}.svc.cluster.local")} - needed
@@ -230,7 +238,7 @@ def test_registry_only_sidecars_reach_registered_hosts(rendering: Rendering) -> 
             namespace, _, name = host.partition("/")
             if namespace == "istio-system" or host == "default/kubernetes.default.svc.cluster.local":
                 continue
-            assert namespace == ".", host
+            assert namespace in (".", NAMESPACE), host
             assert name in services | entries, (
                 f"{rendering.overlay}: Sidecar {sidecar['metadata']['name']}: {host} is in no registry"
             )
@@ -276,3 +284,16 @@ def test_production_mesh_reaches_each_external_backend(renderings: dict[str, Ren
         hosts = {h.removeprefix("./") for e in sidecars[app]["spec"]["egress"] for h in e["hosts"]}
         reachable = {h for p, h in entries if p == port} & hosts
         assert reachable, f"{app} -> :{port}: no ServiceEntry in its Sidecar's egress"
+
+
+def test_the_node_agent_sends_in_mutual_tls_under_its_own_identity(rendering: Rendering) -> None:
+    """The agent's namespace is injected, so its OTLP reaches the gateway's STRICT port 4317 in
+    mutual TLS; the gateway's AuthorizationPolicy names its ServiceAccount."""
+    namespaces = {n["metadata"]["name"]: n["metadata"]["labels"] for n in rendering.of_kind("Namespace")}
+    assert namespaces[NODE_NAMESPACE].get("istio-injection") == "enabled"
+    assert f"cluster.local/ns/{NODE_NAMESPACE}/sa/otel-agent" in principals(rendering)["otel-collector"]
+    (sidecar,) = [s for s in rendering.of_kind("Sidecar") if s["metadata"].get("namespace") == NODE_NAMESPACE]
+    assert {h for e in sidecar["spec"]["egress"] for h in e["hosts"]} == {
+        f"{NAMESPACE}/otel-collector.{NAMESPACE}.svc.cluster.local",
+        "istio-system/*",
+    }

@@ -14,10 +14,23 @@ from sagascope.common.server import GrpcServerConfig
 from sagascope.identity.keys import KeyRing
 from tests.deploy.cluster import Tools
 from tests.deploy.flows import container_env, data_of
-from tests.deploy.render import APP, OVERLAYS, REPO, TEST_INPUTS, Rendering, app_name, copy_tree, pod_spec, render
+from tests.deploy.render import (
+    APP,
+    NODE_NAMESPACE,
+    OVERLAYS,
+    REPO,
+    TEST_INPUTS,
+    Rendering,
+    app_name,
+    copy_tree,
+    pod_spec,
+    render,
+)
 
 # Backend images whose entrypoints write inside the image (dev overlay only): a writable root.
 WRITABLE_ROOT = {"elasticsearch", "kibana"}  # their main containers only (dev); a helper beside them is read-only
+# The one workload that runs as uid 0 (the owner of the kubelet's log files), with no capability.
+ROOT_USER = {"otel-agent"}
 
 
 def env_of(path: str) -> dict[str, str]:
@@ -44,7 +57,8 @@ def rendering(request: pytest.FixtureRequest, renderings: dict[str, Rendering]) 
 def test_every_container_is_hardened(rendering: Rendering) -> None:
     for workload in rendering.workloads():
         pod = pod_spec(workload)
-        assert pod["securityContext"]["runAsNonRoot"] is True, workload["metadata"]["name"]
+        root = app_name(workload) in ROOT_USER
+        assert pod["securityContext"]["runAsNonRoot"] is not root, workload["metadata"]["name"]
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for c in containers(workload):
             where = f"{rendering.overlay}: {workload['metadata']['name']}/{c['name']}"
@@ -54,6 +68,7 @@ def test_every_container_is_hardened(rendering: Rendering) -> None:
             assert "add" not in sc["capabilities"], where
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
             assert sc.get("privileged") is False, where
+            assert (sc.get("runAsUser") == 0) is root, where
             writable = (app_name(workload), c["name"]) in {(name, name) for name in WRITABLE_ROOT}
             assert sc["readOnlyRootFilesystem"] is not writable, where
             for kind in ("requests", "limits"):
@@ -125,6 +140,11 @@ def test_configmaps_carry_the_repos_config_files_byte_for_byte(renderings: dict[
         assert data["otelcol-config.yml"] == (collector / "otelcol-config.yml").read_text()
         assert data["k8s.yml"] == (collector / "profiles" / "k8s.yml").read_text()
         assert data["postgresql.yml"] == (collector / "profiles" / "postgresql.yml").read_text()
+        agent = configmap(rendering, "otel-agent-config")
+        assert agent == {
+            "filelog.yml": (collector / "profiles" / "filelog.yml").read_text(),
+            "agent.yml": (collector / "agent.yml").read_text(),
+        }
     dev = renderings["dev"]
     expected: dict[str, list[Path]] = {
         "prometheus-config": [
@@ -271,3 +291,59 @@ def test_elk_setup_job_needs_no_kibana_and_kibana_keeps_its_saved_objects(render
     assert keeper["image"].split(":")[0] == job["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0]
     assert keeper["args"][0] == "--keep-kibana-current"
     assert {"name": "KIBANA_URL", "value": "http://localhost:5601"} in keeper["env"]
+
+
+def test_node_agent_reads_only_the_pod_logs_read_only(rendering: Rendering) -> None:
+    """The agent DaemonSet, in its own namespace, mounts the kubelet's /var/log/pods read-only and
+    nothing else of the host; no other workload touches the host at all."""
+    agent = rendering.named("DaemonSet", "otel-agent")
+    assert agent["metadata"]["namespace"] == NODE_NAMESPACE
+    pod = pod_spec(agent)
+    host_volumes = {v["name"]: v["hostPath"] for v in pod["volumes"] if "hostPath" in v}
+    assert host_volumes == {"pod-logs": {"path": "/var/log/pods", "type": "Directory"}}, host_volumes
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & {k for k, v in pod.items() if v}
+    (c,) = pod["containers"]
+    mounts = [m for m in c["volumeMounts"] if m["name"] in host_volumes]
+    assert mounts == [{"name": "pod-logs", "mountPath": "/var/log/pods", "readOnly": True}], mounts
+    assert all(m.get("readOnly") is True for m in c["volumeMounts"])
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}, "uid 0 is enough: the files' owner"
+    assert c["securityContext"]["runAsGroup"] != 0
+    assert pod["automountServiceAccountToken"] is False, "the agent needs no API access"
+    for workload in rendering.workloads():
+        if workload is not agent:
+            assert not [v for v in pod_spec(workload).get("volumes", []) if "hostPath" in v], app_name(workload)
+    namespaces = {n["metadata"]["name"]: n["metadata"]["labels"] for n in rendering.of_kind("Namespace")}
+    assert namespaces[NODE_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert namespaces["sagascope"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Nothing but the agent's own objects in its namespace.
+    assert {(o["kind"], o["metadata"]["name"]) for o in rendering.objects
+            if o["metadata"].get("namespace") == NODE_NAMESPACE and o["kind"] != "ConfigMap"} <= {
+        ("ServiceAccount", "otel-agent"), ("DaemonSet", "otel-agent"), ("NetworkPolicy", "default-deny-all"),
+        ("NetworkPolicy", "otel-agent"), ("NetworkPolicy", "allow-istiod"), ("Sidecar", "otel-agent"),
+    }
+
+
+def test_node_agent_runs_the_filelog_profile_and_forwards_to_the_gateway(rendering: Rendering) -> None:
+    (c,) = pod_spec(rendering.named("DaemonSet", "otel-agent"))["containers"]
+    assert [a for a in c["args"] if a.startswith("--config")] == [
+        "--config=/etc/otelcol/filelog.yml",
+        "--config=/etc/otelcol/agent.yml",
+    ]
+    (gateway,) = pod_spec(rendering.named("Deployment", "otel-collector"))["containers"]
+    assert c["image"] == gateway["image"], "the agent runs the gateway's collector image"
+    env = container_env(rendering, c)
+    assert env["OTELCOL_GATEWAY_ENDPOINT"] == "otel-collector.sagascope:4317"
+    assert env["FILELOG_INCLUDE"].startswith("/var/log/pods/")
+    agent = yaml.safe_load(configmap(rendering, "otel-agent-config")["agent.yml"])
+    assert agent["service"]["pipelines"] == {
+        "logs": {"receivers": ["file_log"], "processors": ["memory_limiter", "batch"],
+                 "exporters": ["otlp_grpc/gateway"]},
+    }
+
+
+def test_services_write_log_records_to_stdout_only(rendering: Rendering) -> None:
+    """In the cluster the services' log records are their stdout JSON lines (read by the node
+    agent), not an OTLP export as well: the same record would reach Elasticsearch twice."""
+    for name in APP:
+        (c,) = pod_spec(rendering.named("Deployment", name))["containers"]
+        assert container_env(rendering, c)["SAGASCOPE_LOG_PATH"] == "filelog", f"{rendering.overlay}: {name}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.cluster import Tools
-from tests.deploy.render import OVERLAYS, Rendering, render
+from tests.deploy.render import NODE_NAMESPACE, OVERLAYS, Rendering, render
 
 ISTIO_KINDS = {
     "PeerAuthentication",
@@ -29,9 +29,18 @@ def test_rendering_is_deterministic(
     again = render(tools.kubectl, overlay, k8s_tree)
     assert again.text == renderings[overlay].text
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    node_objects = set()
     for obj in again.objects:
-        want = None if obj["kind"] in cluster_scoped else "sagascope"
-        assert obj["metadata"].get("namespace") == want, (obj["kind"], obj["metadata"]["name"])
+        namespace, name = obj["metadata"].get("namespace"), obj["metadata"]["name"]
+        if obj["kind"] in cluster_scoped:
+            assert namespace is None, (obj["kind"], name)
+        elif namespace == NODE_NAMESPACE:
+            node_objects.add((obj["kind"], name.rsplit("-", 1)[0] if obj["kind"] == "ConfigMap" else name))
+        else:
+            assert namespace == "sagascope", (obj["kind"], name)
+    # Only the node agent's own objects live in its namespace (base/otel-agent.yaml says why).
+    assert ("DaemonSet", "otel-agent") in node_objects
+    assert {name for _, name in node_objects} <= {"otel-agent", "otel-agent-config", "default-deny-all", "allow-istiod"}
 
 
 @pytest.mark.parametrize("plain", ["dev", "production"])
@@ -45,6 +54,7 @@ def test_istio_overlay_adds_the_mesh_to_the_plain_one(renderings: dict[str, Rend
     others = {(kind, name) for kind, name in added if kind not in ISTIO_KINDS | {"NetworkPolicy", "ServiceEntry"}}
     assert all(name.startswith("istio-ingressgateway") for _, name in others), others
     assert not {o["kind"] for o in without.objects} & ISTIO_KINDS
-    (ns,) = with_mesh.of_kind("Namespace")
-    assert ns["metadata"]["labels"]["istio-injection"] == "enabled"
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespaces = {n["metadata"]["name"]: n["metadata"]["labels"] for n in with_mesh.of_kind("Namespace")}
+    assert set(namespaces) == {"sagascope", NODE_NAMESPACE}
+    assert all(labels["istio-injection"] == "enabled" for labels in namespaces.values())
+    assert namespaces["sagascope"]["pod-security.kubernetes.io/enforce"] == "restricted"

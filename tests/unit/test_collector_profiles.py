@@ -31,6 +31,8 @@ def pipelines(config: dict[str, Any]) -> dict[str, Any]:
 
 BASE = load(COLLECTOR_DIR / "otelcol-config.yml")
 PROFILES = {p.stem: load(p) for p in sorted((COLLECTOR_DIR / "profiles").glob("*.yml"))}
+# The node agent's overlay (deploy/k8s/base/otel-agent.yaml), applied after profiles/filelog.yml.
+AGENT = load(COLLECTOR_DIR / "agent.yml")
 
 
 def test_the_profiles_are_the_documented_four() -> None:
@@ -95,7 +97,7 @@ def test_the_profiles_restate_disjoint_lists_so_they_combine() -> None:
 
 
 def test_memory_limiter_comes_first_everywhere() -> None:
-    for config in (BASE, *PROFILES.values()):
+    for config in (BASE, *PROFILES.values(), AGENT):
         for name, pipeline in pipelines(config).items():
             if "processors" in pipeline:
                 assert pipeline["processors"][0] == "memory_limiter", name
@@ -127,7 +129,7 @@ CONTRIB_IMAGE_ONLY = {"receivers": {"postgresql"}}
 
 
 def test_the_builder_manifest_names_exactly_the_components_the_configs_use() -> None:
-    used = _used_types([BASE, *PROFILES.values()])
+    used = _used_types([BASE, *PROFILES.values(), AGENT])
     manifest = _manifest_types()
     for kind in KINDS:
         wanted = {TYPE_ALIASES.get(t, t).replace("_", "") for t in used[kind]} - CONTRIB_IMAGE_ONLY.get(kind, set())
@@ -207,3 +209,14 @@ def test_k8s_scrapes_discovered_pods_not_the_bases_static_addresses() -> None:
     assert sd["role"] == "endpointslice" and sd["namespaces"] == {"own_namespace": True}
     # The base's scrape protocols (OpenMetrics first: exemplars) are kept.
     assert job["scrape_protocols"] == base[0]["scrape_protocols"]
+
+
+def test_the_agent_only_reads_files_and_forwards_them() -> None:
+    """profiles/filelog.yml then agent.yml: the profile's receiver, one logs pipeline to the
+    gateway over OTLP, no receiver that listens and no backend exporter."""
+    assert pipelines(AGENT) == {
+        "logs": {"receivers": ["file_log"], "processors": ["memory_limiter", "batch"],
+                 "exporters": ["otlp_grpc/gateway"]},
+    }
+    assert set(AGENT["exporters"]) == {"otlp_grpc/gateway"}
+    assert "receivers" not in AGENT, "the agent's one receiver is the filelog profile's, unchanged"

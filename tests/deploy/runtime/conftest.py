@@ -74,15 +74,16 @@ def deployed(kube: Kube) -> Iterator[list[dict[str, Any]]]:
         unavailable(f"images not in the cluster's containerd: {missing}; `make k8s-images` builds and loads them")
     started = time.monotonic()
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY), timeout=300)
-    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
     for obj in workloads:
         kind, name = obj["kind"].lower(), obj["metadata"]["name"]
+        where = obj["metadata"].get("namespace", NAMESPACE)  # the node agent has its own
         left = max(30.0, ROLLOUT_SECONDS - (time.monotonic() - started))
-        proc = kube.kubectl("-n", NAMESPACE, "rollout", "status", f"{kind}/{name}", f"--timeout={left:.0f}s",
+        proc = kube.kubectl("-n", where, "rollout", "status", f"{kind}/{name}", f"--timeout={left:.0f}s",
                             check=False, timeout=left + 30)
         if proc.returncode != 0:
-            pods = kube.kubectl("-n", NAMESPACE, "get", "pods", "-o", "wide", check=False).stdout
-            events = kube.kubectl("-n", NAMESPACE, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout
+            pods = kube.kubectl("-n", where, "get", "pods", "-o", "wide", check=False).stdout
+            events = kube.kubectl("-n", where, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout
             raise AssertionError(f"{kind}/{name} did not roll out:\n{proc.stderr}{proc.stdout}\n{pods}\n"
                                  f"{events[-4000:]}")
     print(f"\n[k8s] dev-local rolled out in {time.monotonic() - started:.0f}s")

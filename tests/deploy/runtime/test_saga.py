@@ -1,7 +1,7 @@
 """A completed and a compensated CreateOrder through the `order` Service's cluster DNS name, and
 what the in-cluster backends then hold: both traces in Jaeger with the Pod's Kubernetes attributes
 (k8s_attributes), their log records in Elasticsearch with their correlation_id (the collector's
-filelog receiver reading the kubelet's /var/log/pods files), and the saga metrics in Prometheus
+node agent's filelog receiver reading the kubelet's /var/log/pods files), and the saga metrics in Prometheus
 one series per order Pod."""
 
 from __future__ import annotations
@@ -76,11 +76,18 @@ def test_the_log_records_are_in_elasticsearch_read_from_the_pods_log_files(
     hits = wait_for(f"order-service log records with correlation_id {cid} in Elasticsearch", probe, timeout=90)
     events = {h["_source"]["attributes"].get("event") for h in hits}
     assert "saga.finished" in events, events
-    files = {str(h["_source"]["attributes"].get("log.file.path", "")) for h in hits}
-    assert all(f.startswith("/var/log/pods/") for f in files), (
-        f"records not read from the kubelet's /var/log/pods files (log.file.path {files}): the collector "
-        f"gets them some other way: {json.dumps(hits[0]['_source'])[:1500]}"
+    # The node agent's file_log container parser names the container and its restart count from
+    # the file's path (/var/log/pods/<ns>_<pod>_<uid>/<container>/<restarts>.log); the gateway's
+    # k8s_attributes extracts neither, and the path itself is not kept (profiles/filelog.yml).
+    order = [h["_source"]["resource"]["attributes"] for h in hits
+             if h["_source"]["resource"]["attributes"].get("service.name") == "order-service"]
+    from_files = [r for r in order if r.get("k8s.container.name") == "order" and "k8s.container.restart_count" in r]
+    assert from_files == order, (
+        f"records not read from the kubelet's /var/log/pods files by the node agent: the collector gets "
+        f"them some other way: {json.dumps(hits[0]['_source'])[:1500]}"
     )
+    assert all(r.get("k8s.namespace.name") == NAMESPACE for r in order), order
+    assert all(r.get("k8s.deployment.name") == "order" for r in order), "the gateway's k8s_attributes found no pod"
 
 
 def test_saga_metrics_are_one_series_per_order_pod(kube: Kube, sagas: dict[str, OrderResult]) -> None:

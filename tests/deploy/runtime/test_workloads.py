@@ -23,6 +23,12 @@ def test_every_workload_is_available_and_every_pod_ready_through_its_probes(
         live = kube.get(obj["kind"].lower(), name)
         want = live["spec"].get("replicas", 1)
         assert live["status"].get("readyReplicas", 0) == want, f"{obj['kind']}/{name}: {dump(live['status'])}"
+    # The node agent: one Ready Pod on every node, in its own namespace.
+    for obj in (o for o in deployed if o["kind"] == "DaemonSet"):
+        live = kube.get("daemonset", obj["metadata"]["name"], namespace=obj["metadata"]["namespace"])
+        status = live["status"]
+        assert status.get("desiredNumberScheduled", 0) >= 1, dump(status)
+        assert status.get("numberReady") == status["desiredNumberScheduled"], dump(status)
     pods = [p for p in kube.get("pods")["items"] if p["status"].get("phase") != "Succeeded"]
     assert pods
     not_ready, unprobed = [], []
