@@ -91,17 +91,29 @@ def test_the_log_records_are_in_elasticsearch_read_from_the_pods_log_files(
 
 
 def test_saga_metrics_are_one_series_per_order_pod(kube: Kube, sagas: dict[str, OrderResult]) -> None:
+    """Each order Pod is scraped on its own (Kubernetes discovery), so a saga series never mixes two
+    Pods' values. saga_log_due is served by every replica from start-up; saga_started_total only by
+    the replicas that ran a saga (a client's HTTP/2 channel sticks to one Pod), each under its own pod."""
     pods = set(pod_names(kube, "order"))
     url = kube.url("prometheus", 9090, "/api/v1/query")
 
-    def probe() -> list[dict[str, Any]] | None:
-        result: list[dict[str, Any]] = http_json(url, form={"query": 'saga_in_flight{saga="CreateOrder"}'})["data"][
-            "result"]
-        named = {v for r in result for v in r["metric"].values()}
-        return result if pods <= named else None
+    def per_pod(query: str) -> dict[str, int]:
+        result: list[dict[str, Any]] = http_json(url, form={"query": query})["data"]["result"]
+        counts: dict[str, int] = {}
+        for series in result:
+            pod = series["metric"].get("pod", "")
+            counts[pod] = counts.get(pod, 0) + 1
+        return counts
 
-    series = wait_for(f"saga_in_flight series naming each order pod {sorted(pods)}", probe, timeout=120)
-    per_pod = [s for s in series if pods & set(s["metric"].values())]
-    assert len(per_pod) == len(series), f"series without an order pod label: {series}"
-    counts = {p: sum(1 for s in series if p in s["metric"].values()) for p in pods}
-    assert set(counts.values()) == {1}, counts
+    due = wait_for(
+        f"saga_log_due series naming each order pod {sorted(pods)}",
+        lambda: ((c := per_pod('saga_log_due{job="order-service"}')) and pods <= set(c) and c) or None,
+        timeout=120,
+    )
+    assert set(due) == pods and set(due.values()) == {1}, f"one saga_log_due series a pod, no other: {due}"
+    started = wait_for(
+        "saga_started_total from the Pods that ran the sagas",
+        lambda: per_pod('saga_started_total{saga="CreateOrder"}') or None,
+        timeout=120,
+    )
+    assert set(started) <= pods and set(started.values()) == {1}, f"saga_started_total by pod: {started}"
