@@ -47,7 +47,7 @@ async def test_login_issues_a_token_that_verifies(identity: IdentityHandle, stub
     assert reply.token_type == "Bearer" and reply.expires_in == 900
     principal = await TokenVerifier(identity.auth_settings).verify(reply.access_token)
     assert principal.subject == "admin"
-    assert principal.roles == frozenset({"orders.read", "orders.write", "orders.admin"})
+    assert principal.roles == frozenset({"orders.read", "orders.write", "orders.admin", "sagas.read", "sagas.operate"})
     assert principal.token_id
 
 
