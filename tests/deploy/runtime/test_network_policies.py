@@ -11,12 +11,20 @@ import pytest
 
 from tests.deploy.runtime.kube import Kube, restricted_pod, run_pod
 
+# kube-router adds a new Pod's address to the policies' IP sets a moment after the Pod starts, so
+# the probe keeps trying for a while: an allowed flow must connect within it, a denied one must be
+# refused on every attempt (a single early refusal would prove nothing).
 PROBE = (
-    "import socket, sys\n"
-    "try:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()\n"
-    "except OSError as exc:\n    print('refused', type(exc).__name__, exc); sys.exit(1)\n"
-    "print('connected')\n"
+    "import socket, sys, time\n"
+    "host, port, window = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+    "deadline, last = time.monotonic() + window, None\n"
+    "while time.monotonic() < deadline:\n"
+    "    try:\n        socket.create_connection((host, port), timeout=3).close()\n"
+    "    except OSError as exc:\n        last = exc\n        time.sleep(1)\n        continue\n"
+    "    print('connected'); sys.exit(0)\n"
+    "print('refused', type(last).__name__, last); sys.exit(1)\n"
 )
+PROBE_WINDOW_S = 20
 
 
 def _service_image(deployed: list[dict[str, Any]]) -> str:
@@ -26,7 +34,8 @@ def _service_image(deployed: list[dict[str, Any]]) -> str:
 
 def _flow(kube: Kube, deployed: list[dict[str, Any]], name: str, labels: dict[str, str], host: str,
           port: int) -> tuple[str, str]:
-    pod = restricted_pod(name, _service_image(deployed), ["python", "-c", PROBE, host, str(port)], labels)
+    argv = ["python", "-c", PROBE, host, str(port), str(PROBE_WINDOW_S)]
+    pod = restricted_pod(name, _service_image(deployed), argv, labels)
     # Never Ready, so a probe wearing a workload's labels never joins that workload's Service.
     pod["spec"]["containers"][0]["readinessProbe"] = {"exec": {"command": ["false"]}, "periodSeconds": 60}
     return run_pod(kube, pod)
