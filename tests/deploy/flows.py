@@ -54,9 +54,14 @@ def configured_text(rendering: Rendering, workload: dict[str, Any]) -> list[str]
                         ref["configMapKeyRef"]["key"], ""
                     )
                 )
+    # A mounted config file counts when the program is told to read it (`--config=<path>`, as the
+    # collector is): a profile that sits in the same ConfigMap but is not loaded makes no call.
+    loaded = {a.split("=", 1)[1].rsplit("/", 1)[-1] for c in pod["containers"] for a in c.get("args", [])
+              if a.startswith("--config=")}
     for volume in pod.get("volumes", []):
         if "configMap" in volume:
-            texts += data_of(rendering, "ConfigMap", volume["configMap"]["name"]).values()
+            data = data_of(rendering, "ConfigMap", volume["configMap"]["name"])
+            texts += [text for key, text in data.items() if not loaded or key in loaded]
     return texts
 
 

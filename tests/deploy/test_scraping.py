@@ -149,10 +149,12 @@ def test_discovery_finds_one_target_per_service_pod(
 def collector_kubeconfig(cluster: ControlPlane, tmp_path: Path) -> Path:
     token = cluster.kubectl("create", "token", "otel-collector", "-n", NAMESPACE).stdout.strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    (cluster_entry,) = admin["clusters"]
     config = {
         **admin,
         "users": [{"name": "otel-collector", "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "otel-collector"}}],
+        "contexts": [{"name": "collector", "context": {"cluster": cluster_entry["name"], "user": "otel-collector"}}],
+        "current-context": "collector",
     }
     path = tmp_path / "collector.kubeconfig"
     path.write_text(json.dumps(config))
