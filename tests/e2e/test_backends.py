@@ -105,7 +105,9 @@ def test_every_dashboard_and_rule_query_is_found() -> None:
     boards = {q.source for q in dash}
     assert boards == {
         f"dashboards/{name}.json"
-        for name in ("saga-overview", "service-red", "resilience", "slos", "telemetry-pipeline", "service-map")
+        for name in (
+            "saga-overview", "service-red", "resilience", "slos", "telemetry-pipeline", "service-map", "databases"
+        )
     }, boards
     assert len(dash) >= 20 and len(rules) >= 6, (len(dash), len(rules))
     assert all("$" not in queries.render_promql(q.expr) for q in dash), "a Grafana variable survived rendering"
@@ -315,6 +317,11 @@ def test_every_promql_expression_evaluates(prometheus: str, query: queries.PromQ
     in queries.MAY_BE_EMPTY."""
     rendered = queries.render_promql(query.expr, DATA_WINDOWS)
     reason = queries.may_be_empty(query)
+    absent = os.environ.get("E2E_DATABASE_VIEW_ABSENT", "")
+    if absent and "postgresql_" in query.expr:
+        # The postgresql receiver's metrics: no collector built here has the receiver (run_e2e says
+        # why); the expression must still evaluate, and tests/e2e/test_databases.py says it is skipped.
+        reason = f"the database view is not checked: {absent}"
     if reason:
         prom_query(prometheus, rendered)
         return
