@@ -774,7 +774,7 @@ def service_map() -> model.Dashboard:
 # The order database, from the Collector's postgresql receiver (profiles/postgresql.yml: job
 # "postgresql"; database, table and index names are the resource's, as labels).
 PG_DB = 'postgresql_database_name=~"$database"'
-SAGA_LOG_TABLE = 'postgresql_table_name=~"(public\\.)?saga_instances"'
+SAGA_LOG_TABLE = 'postgresql_table_name=~"(public[.])?saga_instances"'
 TOP_QUERY = 'event_name:"db.server.top_query"'
 
 
@@ -873,7 +873,7 @@ def databases() -> model.Dashboard:
             "Saga log table size (saga_instances)",
             [
                 query(f"sum by (postgresql_table_name) (postgresql_table_size_bytes{{{PG_DB},{SAGA_LOG_TABLE}}})", "table {{postgresql_table_name}}"),
-                query(f'sum by (postgresql_index_name) (postgresql_index_size_bytes{{{PG_DB},postgresql_table_name=~"(public\\.)?saga_instances"}})', "index {{postgresql_index_name}}"),
+                query(f'sum by (postgresql_index_name) (postgresql_index_size_bytes{{{PG_DB},postgresql_table_name=~"(public[.])?saga_instances"}})', "index {{postgresql_index_name}}"),
             ],
             unit="bytes",
         )),
@@ -908,13 +908,13 @@ def databases() -> model.Dashboard:
         Cell(top_statements(), 24, 10),
         Cell(series(
             "MongoDB (payments): operations per second, from the payment service's spans",
-            [query(f'sum by (span_name) (rate(traces_span_metrics_calls_total{{service_name="payment-service",span_name=~"payments\\..*"}}{rate}))', "{{span_name}}")],
+            [query(f'sum by (span_name) (rate(traces_span_metrics_calls_total{{service_name="payment-service",span_name=~"payments[.].*"}}{rate}))', "{{span_name}}")],
             description="nx-27017 does not answer the statistics commands the Collector's mongodb receiver needs (docs/databases.md): the MongoDB side is seen through the payment service's PyMongo spans.",
             unit="ops",
         )),
         Cell(series(
             "MongoDB (payments): p95 per operation, from the payment service's spans",
-            [query(f'histogram_quantile(0.95, sum by (le, span_name) (rate(traces_span_metrics_duration_seconds_bucket{{service_name="payment-service",span_name=~"payments\\..*"}}{rate})))', "{{span_name}}")],
+            [query(f'histogram_quantile(0.95, sum by (le, span_name) (rate(traces_span_metrics_duration_seconds_bucket{{service_name="payment-service",span_name=~"payments[.].*"}}{rate})))', "{{span_name}}")],
             unit="s",
         )),
     ]
