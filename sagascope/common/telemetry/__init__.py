@@ -42,6 +42,7 @@ from sagascope.common.telemetry.metrics import Metrics, MetricsServer, create_me
 from sagascope.common.telemetry.resilience_events import TelemetryResilienceEvents
 from sagascope.common.telemetry.settings import TelemetrySettings
 from sagascope.common.telemetry.tracing import (
+    WithoutPoolCheckoutSpans,
     build_resource,
     default_log_exporter,
     default_span_exporter,
@@ -137,6 +138,11 @@ class Telemetry:
             enable_commenter=True,
             commenter_options=sql_context.COMMENTER_OPTIONS,
         )
+        # The application_name hook reads the saga step from the checkout span's parent, so with the
+        # commenter on, the `connect` spans are recorded again (a dropped span keeps no parent).
+        sampler = self.tracer_provider.sampler if self.tracer_provider is not None else None
+        if isinstance(sampler, WithoutPoolCheckoutSpans):
+            sampler.keep_checkouts = True
         sql_context.trace_application_name(engine, self.service_name)
 
     def instrument_pymongo(self) -> None:

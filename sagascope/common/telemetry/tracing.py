@@ -132,6 +132,8 @@ class WithoutPoolCheckoutSpans(Sampler):
 
     def __init__(self, inner: Sampler) -> None:
         self.inner = inner
+        # ORDER_SQL_COMMENTER needs them (Telemetry.instrument_sqlalchemy sets this).
+        self.keep_checkouts = False
 
     def should_sample(
         self,
@@ -143,7 +145,7 @@ class WithoutPoolCheckoutSpans(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        if name == POOL_CHECKOUT_SPAN and kind is SpanKind.CLIENT:
+        if name == POOL_CHECKOUT_SPAN and kind is SpanKind.CLIENT and not self.keep_checkouts:
             parent = get_current_span(parent_context).get_span_context()
             return SamplingResult(Decision.DROP, None, parent.trace_state if parent.is_valid else None)
         return self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
