@@ -69,7 +69,7 @@ def test_every_container_is_hardened(rendering: Rendering) -> None:
             assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
             assert sc.get("privileged") is False, where
             assert (sc.get("runAsUser") == 0) is root, where
-            writable = (app_name(workload), c["name"]) in {(name, name) for name in WRITABLE_ROOT}
+            writable = c["name"] == app_name(workload) in WRITABLE_ROOT
             assert sc["readOnlyRootFilesystem"] is not writable, where
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{where}: {kind}"
