@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -79,10 +80,36 @@ def http_health(url: str, timeout: float = 3.0) -> HealthCheck:
 # --- ports ---------------------------------------------------------------------------------------
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port nobody listens on, chosen *below* the kernel's ephemeral range.
+
+    Binding port 0 would hand back an ephemeral port, and between closing it and the child's own
+    bind an outgoing connection (a client, a scrape, an exporter) may take it as its source port —
+    a busy benchmark hit exactly that. The kernel never picks a port outside the ephemeral range
+    on its own, so only another explicit bind can race us there; random choice plus the set of
+    ports this process already handed out keeps concurrent stacks apart.
+    """
+    span = _ephemeral_range() or (32768, 60999)
+    low, high = (20000, span[0] - 1) if span[0] > 21000 else (span[1] + 1, 65535)
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port not in _handed_out and port_bindable_strict(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port in {low}-{high} after 200 tries")
+
+
+def port_bindable_strict(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` is entirely unused (no listener, no connection, no TIME_WAIT)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class PortInUseError(RuntimeError):
@@ -219,7 +246,11 @@ def _run_once(name: str, command: list[str], env: Mapping[str, str], log_path: P
     with log_path.open("ab") as log:
         try:
             code: int | None = subprocess.call(
-                command, env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 timeout=timeout,
             )
         except subprocess.TimeoutExpired:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagascope.local.supervisor import free_port
 from tools.k8s_cluster.control_plane import (
     apiserver_command,
     controller_manager_command,
@@ -62,12 +62,6 @@ def install_tools() -> Tools:
         istio_crds=Path(values["ISTIO_CRDS"]),
         sd_check=Path(values["SD_CHECK"]),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from sagascope.common.telemetry.logs import ContextFieldsFilter, JsonLineFormatter
 from sagascope.local.backends import Installed
+from sagascope.local.supervisor import free_port
 from tests.deploy.flows import container_env, data_of
 from tests.deploy.render import Rendering, pod_spec
 
@@ -41,12 +41,6 @@ class Gateway(logs_service_pb2_grpc.LogsServiceServicer):
     ) -> logs_service_pb2.ExportLogsServiceResponse:
         self.received.extend(request.resource_logs)
         return logs_service_pb2.ExportLogsServiceResponse()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -112,8 +106,11 @@ def test_the_agent_forwards_a_pods_log_line_to_the_gateway(
         "OTELCOL_METRICS_PORT": str(metrics),
     }
     proc = subprocess.Popen(
-        [str(binary), *args], env={"PATH": os.environ.get("PATH", ""), **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(binary), *args],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30

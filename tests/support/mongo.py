@@ -16,12 +16,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pymongo import AsyncMongoClient
+
+from sagascope.local.supervisor import free_port
 
 START_TIMEOUT_SECONDS = 20.0
 STOP_TIMEOUT_SECONDS = 5.0
@@ -36,12 +37,6 @@ def _nx27017_command() -> list[str]:
     if found:
         return [found]
     raise RuntimeError("nx-27017 is not installed; `pip install nx-27017` (it is in pyproject.toml)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _log_tail(log_file: Path) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,12 +20,10 @@ def outgoing_connection() -> Iterator[int]:
     with socket.socket() as listener, socket.socket() as client:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        port = free_port()
-        client.bind(("127.0.0.1", port))
-        client.connect(listener.getsockname())
+        client.connect(listener.getsockname())  # the kernel picks the local port, from its ephemeral range
         accepted, _ = listener.accept()
         with accepted:
-            yield port
+            yield int(client.getsockname()[1])
 
 
 def test_a_port_held_by_an_outgoing_connection_is_not_bindable_for_a_grpc_server_either(
@@ -44,6 +43,13 @@ async def test_a_taken_port_is_named_with_its_variable_and_the_remedy(outgoing_c
     assert f"127.0.0.1:{outgoing_connection} (ORDER_GRPC_PORT) is already in use" in message
     assert "ephemeral range" in message and "ip_local_reserved_ports" in message
     assert time.monotonic() - started >= 0.5  # it waited for a closing connection first
+
+
+def test_free_ports_lie_outside_the_kernels_ephemeral_range_and_are_not_handed_out_twice() -> None:
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert not [p for p in ports if low <= p <= high]  # an outgoing connection can never take them
 
 
 async def test_free_ports_pass_at_once() -> None:
