@@ -19,10 +19,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, so code edits do not re-download them.
+# Dependencies first, so code edits do not re-download them: exactly the pins and hashes of
+# requirements/service.lock (`make lock`), without the dev tools or the embedded MongoDB.
+COPY requirements/service.lock ./
+RUN pip install --require-hashes -r service.lock
 COPY pyproject.toml README.md* ./
-RUN mkdir -p sagascope && touch sagascope/__init__.py \
- && pip install . && pip uninstall -y sagascope
 COPY protos ./protos
 COPY sagascope ./sagascope
 RUN pip install --no-deps .

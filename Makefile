@@ -9,16 +9,28 @@ STAMP := $(VENV)/.installed
 
 # Fragments: real backends (mk/backends.mk), contracts/load/bench (mk/contracts.mk), e2e (mk/e2e.mk).
 -include $(wildcard mk/*.mk)
-.PHONY: help install demo up test unit integration fuzz protos check-protos lint clean
+.PHONY: help install lock demo up test unit integration fuzz protos check-protos lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The lock files pin every dependency, with hashes (`make lock` refreshes them from pyproject.toml):
+# requirements/dev.lock is what `make install` (and so `make demo`, `make test` and .ci/run)
+# installs; requirements/service.lock is the service image's (no dev tools, no embedded MongoDB).
+LOCK := requirements/dev.lock
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+lock: $(STAMP) ## refresh requirements/*.lock (every dependency pinned, with hashes) from pyproject.toml
+	$(UV_COMPILE) --extra dev --extra embedded-mongo -o requirements/dev.lock
+	$(UV_COMPILE) -o requirements/service.lock
 
 install: $(STAMP) ## create .venv and install sagascope with its dev tools
 

@@ -61,6 +61,18 @@ class Ports:
         return cls(*(free_port() for _ in fields(cls)))
 
 
+def embedded_mongo_binary(python: str) -> Path:
+    """nx-27017 beside ``python``: an optional extra (the service image leaves it out), so say how
+    to get it instead of failing later with a bare "No such file"."""
+    binary = Path(python).with_name("nx-27017")
+    if not binary.exists():
+        raise RuntimeError(
+            f"the embedded MongoDB-wire server is not installed ({binary}): "
+            "pip install 'sagascope[embedded-mongo]' (make install does), or set PAYMENT_MONGO_URL to a MongoDB"
+        )
+    return binary
+
+
 @dataclass
 class LocalStack:
     """nx-27017 + identity + payment + order, started in dependency order.
@@ -136,7 +148,7 @@ class LocalStack:
                 ManagedProcess(
                     "mongo",
                     [
-                        str(Path(python).with_name("nx-27017")),
+                        str(embedded_mongo_binary(python)),
                         "--host",
                         LOOPBACK,
                         "-p",

@@ -147,7 +147,7 @@ stage() {
 }
 
 # --- the project's own images: the Dockerfile's targets on the base ----------------------------
-mapfile -t APP_FILES < <(repo_files Dockerfile .dockerignore pyproject.toml README.md protos sagascope)
+mapfile -t APP_FILES < <(repo_files Dockerfile .dockerignore pyproject.toml requirements/service.lock README.md protos sagascope)
 mapfile -t ELK_FILES < <(repo_files Dockerfile .dockerignore observability/elk)
 build_target() { bud "$1" "$2" "$3" "$REPO_ROOT" "$REPO_ROOT/Dockerfile" --target "$1"; }
 image service dev "$(fp "base=$BASE_FP" "${APP_FILES[@]}")" build_target

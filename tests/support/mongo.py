@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
+from sagascope.local.services import embedded_mongo_binary
 from sagascope.local.supervisor import free_port
 
 START_TIMEOUT_SECONDS = 20.0
@@ -29,14 +29,7 @@ STOP_TIMEOUT_SECONDS = 5.0
 
 
 def _nx27017_command() -> list[str]:
-    # Prefer the script next to this interpreter (the venv's), then PATH.
-    beside = Path(sys.executable).with_name("nx-27017")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("nx-27017")
-    if found:
-        return [found]
-    raise RuntimeError("nx-27017 is not installed; `pip install nx-27017` (it is in pyproject.toml)")
+    return [str(embedded_mongo_binary(sys.executable))]  # the venv's, beside this interpreter
 
 
 def _log_tail(log_file: Path) -> str:
