@@ -61,6 +61,13 @@ def _ping(url: str) -> None:
         client.close()
 
 
+def command(port: int, postgres_url: str, state_dir: Path) -> list[str]:
+    """FerretDB on 127.0.0.1:``port`` with its PostgreSQL backend (the tests and the chaos campaign)."""
+    return [str(cached_binary()), f"--listen-addr=127.0.0.1:{port}", "--handler=postgresql",
+            f"--postgresql-url={postgres_url}", f"--state-dir={state_dir}", "--telemetry=disable",
+            "--debug-addr=-", "--log-level=warn"]
+
+
 @contextmanager
 def running_ferretdb(tmp_path: Path, postgres_url: str) -> Iterator[str]:
     """FerretDB on ``postgres_url`` with its files in ``tmp_path``; yields its ``mongodb://`` URL.
@@ -70,9 +77,7 @@ def running_ferretdb(tmp_path: Path, postgres_url: str) -> Iterator[str]:
     log_path = tmp_path / "ferretdb.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(cached_binary()), f"--listen-addr=127.0.0.1:{port}", "--handler=postgresql",
-             f"--postgresql-url={postgres_url}", f"--state-dir={tmp_path}", "--telemetry=disable",
-             "--debug-addr=-", "--log-level=warn"],
+            command(port, postgres_url, tmp_path),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     url = f"mongodb://127.0.0.1:{port}/?directConnection=true"

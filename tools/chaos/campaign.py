@@ -26,6 +26,7 @@ from sagascope.order.database import async_url
 from sagascope.order.tables import orders
 from sagascope.payment.domain import limit_minor
 from sagascope.saga.store import saga_instances
+from tests.support import ferretdb
 from tests.support import postgres as pg_support
 from tools.chaos import report
 from tools.chaos.auditor import TERMINAL_ORDER, TERMINAL_SAGA, audit, read_facts, read_payments
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--converge-timeout", type=float,
                         default=float(os.environ.get("CHAOS_CONVERGE_SECONDS") or 150))
     parser.add_argument("--telemetry", choices=("on", "off"), default=os.environ.get("CHAOS_TELEMETRY") or "on")
+    parser.add_argument("--mongo", choices=("nx-27017", "ferretdb"),
+                        default=os.environ.get("CHAOS_MONGO") or "nx-27017",
+                        help="payment's MongoDB-wire server (ferretdb: `make ferretdb-install` first)")
     parser.add_argument("--state-dir", type=Path, default=ROOT / "var" / "chaos")
     return parser.parse_args(argv)
 
@@ -126,7 +130,7 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
     plans = build_workload(args.seed, args.sagas)
     say(f"seed {args.seed}: {args.sagas} sagas, {len(schedule)} faults scheduled; building toxiproxy (cached)")
     binary = await asyncio.to_thread(server_binary)
-    env = Environment(args.state_dir, tuning, binary, say)
+    env = Environment(args.state_dir, tuning, binary, say, mongo=args.mongo)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     commit = _commit()
     clients: Clients | None = None
@@ -159,7 +163,8 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
     service_logs = env.state_dir / "stack" / "logs"
     violating = sorted({m for v in violations for m in re.findall(r"ord_[0-9a-f]+", v.subject)})
     command = (f"make chaos CHAOS_SAGAS={args.sagas} CHAOS_SEED={args.seed} CHAOS_CONCURRENCY={args.concurrency}"
-               + (f" CHAOS_TELEMETRY={args.telemetry}" if args.telemetry != "on" else ""))
+               + (f" CHAOS_TELEMETRY={args.telemetry}" if args.telemetry != "on" else "")
+               + (f" CHAOS_MONGO={args.mongo}" if args.mongo != "nx-27017" else ""))
     return report.CampaignResult(
         seed=args.seed, sagas=args.sagas, concurrency=args.concurrency, client_timeout_s=args.client_timeout,
         tuning=tuning, command=command, started_at=started_at,
@@ -169,18 +174,18 @@ async def run(args: argparse.Namespace) -> report.CampaignResult:
         restarted_at_end=restarted, limit_minor=limit,
         goodput=measure(plans, replies, faults, facts.orders, limit, tuning.settle_s, all_kinds()),
         error_causes=error_causes(service_logs),
-        timelines=timelines(service_logs, set(violating[:TIMELINES_SHOWN])),
+        timelines=timelines(service_logs, set(violating[:TIMELINES_SHOWN])), mongo=args.mongo,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    reason = pg_support.unavailable_reason()
+    reason = pg_support.unavailable_reason() or (ferretdb.unavailable_reason() if args.mongo == "ferretdb" else None)
     if reason:  # never pass silently: say why the campaign cannot run, and fail
         print(f"chaos: cannot run: {reason}", file=sys.stderr)
         return 2
     result = asyncio.run(run(args))
-    raw = RAW_DIR / f"chaos-{args.seed}-{args.sagas}.json"
+    raw = RAW_DIR / f"chaos-{args.seed}-{args.sagas}{'-ferretdb' if args.mongo == 'ferretdb' else ''}.json"
     report.write(result, args.report, raw)
     print(report.render(result).split("\n## Faults injected")[0])
     for violation in result.violations[:20]:

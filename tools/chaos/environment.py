@@ -3,6 +3,9 @@
     postgres (a throwaway cluster, run as the postgres user)   toxiproxy
     nx-27017 (mongo)  identity  payment  order  order-2        (sagascope.local.services.LocalStack)
 
+or, with ``mongo="ferretdb"``, FerretDB as ``mongo`` on a second throwaway cluster of its own
+(``ferretdb-postgres``), so a PostgreSQL restart still hurts the orders only, as with nx-27017.
+
 The order replicas reach payment and PostgreSQL, and payment reaches nx-27017, only through
 toxiproxy, so the campaign can break those links from outside. The auditor reads both databases
 directly, around the proxies. Nothing here binds a fixed topology port.
@@ -22,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sagascope.local.services import LocalStack, Ports
-from sagascope.local.supervisor import HealthCheck, ManagedProcess, Supervisor, free_port
+from sagascope.local.supervisor import HealthCheck, ManagedProcess, Supervisor, free_port, tcp_health
 from sagascope.local.topology import address
+from tests.support import ferretdb
 from tests.support import postgres as pg_support
 from tools.chaos import confirm
 from tools.chaos.schedule import Link
@@ -31,6 +35,7 @@ from tools.chaos.toxiproxy import Proxy, Toxiproxy, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "sagascope"
+FERRETDB_DATABASE = "ferretdb"
 OTLP_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                   "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
@@ -74,7 +79,7 @@ def _pg_isready(bin_dir: Path, port: int) -> bool:
 class Postgres:
     """A throwaway cluster whose postmaster is a supervised process, so it can be restarted."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, name: str = "postgres") -> None:
         reason = pg_support.unavailable_reason()
         bin_dir = pg_support.find_bin_dir()
         if reason or bin_dir is None:
@@ -92,14 +97,13 @@ class Postgres:
                    "-c", "fsync=off", "-c", "max_connections=300"]
         health: HealthCheck = lambda: asyncio.to_thread(_pg_isready, self.bin_dir, self.port)  # noqa: E731
         self.process = ManagedProcess(
-            "postgres", [str(bin_dir / "postgres"), "-D", str(self.data), *options],
+            name, [str(bin_dir / "postgres"), "-D", str(self.data), *options],
             {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
-            logs / "postgres.log", health, listens_on={"postgres -p": self.port}, cwd=self.root, user=self.user,
+            logs / f"{name}.log", health, listens_on={"postgres -p": self.port}, cwd=self.root, user=self.user,
         )
 
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+    def url(self, database: str = DATABASE) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *command: str) -> None:
         argv = list(command)
@@ -111,9 +115,9 @@ class Postgres:
         self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--encoding=UTF8", "--no-sync")
 
-    def createdb(self) -> None:
+    def createdb(self, database: str = DATABASE) -> None:
         self._run(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                  DATABASE)
+                  database)
 
     def fast_stop(self, timeout_s: float = 30.0) -> None:
         """SIGINT to the postmaster: PostgreSQL's fast shutdown (clients cut, a clean checkpoint)."""
@@ -134,7 +138,7 @@ class Environment:
     ``postgres.fast_stop`` are the process faults."""
 
     def __init__(self, state_dir: Path, tuning: ServiceTuning, toxiproxy_bin: Path,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], mongo: str = "nx-27017") -> None:
         shutil.rmtree(state_dir, ignore_errors=True)
         state_dir.mkdir(parents=True)
         self.state_dir = state_dir.resolve()
@@ -148,6 +152,19 @@ class Environment:
         self.supervisor.add(self.postgres.process)
         self.supervisor.add(server_process(toxiproxy_bin, toxiproxy_port, self.logs / "toxiproxy.log"))
         self.ports = Ports.free()
+        self.mongo = mongo
+        self.ferretdb_postgres: Postgres | None = None
+        if mongo == "ferretdb":
+            self.ferretdb_postgres = Postgres(self.logs, name="ferretdb-postgres")
+            self.supervisor.add(self.ferretdb_postgres.process)
+            self.supervisor.add(ManagedProcess(
+                "mongo", ferretdb.command(self.ports.mongo, self.ferretdb_postgres.url(FERRETDB_DATABASE),
+                                          self.state_dir / "ferretdb"),
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, self.logs / "ferretdb.log",
+                tcp_health("127.0.0.1", self.ports.mongo), listens_on={"SAGASCOPE_MONGO_PORT": self.ports.mongo},
+            ))
+        elif mongo != "nx-27017":
+            raise ValueError(f"mongo must be nx-27017 or ferretdb, not {mongo!r}")
         self.proxies = {
             Link.ORDER_PAYMENT: Proxy("payment", address(free_port()), address(self.ports.payment_grpc)),
             Link.ORDER_POSTGRES: Proxy("postgres", address(free_port()), address(self.postgres.port)),
@@ -166,6 +183,8 @@ class Environment:
                 "PAYMENT_MONGO_URL": f"mongodb://{self.proxies[Link.PAYMENT_MONGO].listen}/?directConnection=true",
             },
             database_url=proxied_pg,
+            # FerretDB is supervised above; a mongo_url tells the stack not to start nx-27017.
+            mongo_url=self.mongo_url if self.ferretdb_postgres else None,
             cwd=ROOT,
             order_replicas=2,
             supervisor=self.supervisor,
@@ -174,7 +193,7 @@ class Environment:
     @property
     def database_url(self) -> str:
         """PostgreSQL directly (the auditor's way in), not through the proxy."""
-        return self.postgres.url
+        return self.postgres.url()
 
     @property
     def mongo_url(self) -> str:
@@ -188,6 +207,12 @@ class Environment:
         await asyncio.to_thread(self.postgres.initdb)
         await self.supervisor.start(["postgres", "toxiproxy"], timeout=90)
         await asyncio.to_thread(self.postgres.createdb)
+        if self.ferretdb_postgres is not None:
+            (self.state_dir / "ferretdb").mkdir(exist_ok=True)
+            await asyncio.to_thread(self.ferretdb_postgres.initdb)
+            await self.supervisor.start(["ferretdb-postgres"], timeout=90)
+            await asyncio.to_thread(self.ferretdb_postgres.createdb, FERRETDB_DATABASE)
+            await self.supervisor.start(["mongo"], timeout=60)
         async with Toxiproxy(self.toxiproxy_url) as api:
             for proxy in self.proxies.values():
                 await api.create_proxy(proxy)
@@ -237,9 +262,13 @@ class Environment:
         return restarted
 
     async def stop(self) -> None:
+        databases = [self.postgres, *([self.ferretdb_postgres] if self.ferretdb_postgres else [])]
         try:
-            await self.supervisor.stop([*self.stack.names, "toxiproxy"], grace=10)
-            await asyncio.to_thread(self.postgres.fast_stop)
-            await self.supervisor.stop(["postgres"], grace=10)
+            extra = ["mongo"] if self.ferretdb_postgres else []
+            await self.supervisor.stop([*self.stack.names, *extra, "toxiproxy"], grace=10)
+            for database in databases:
+                await asyncio.to_thread(database.fast_stop)
+                await self.supervisor.stop([database.process.name], grace=10)
         finally:
-            self.postgres.remove()
+            for database in databases:
+                database.remove()

@@ -45,6 +45,7 @@ class CampaignResult:
     restarted_at_end: list[str] = field(default_factory=list)
     error_causes: Counter[str] = field(default_factory=Counter)  # the services' ERROR log lines by cause
     timelines: dict[str, list[str]] = field(default_factory=dict)  # violating orders' saga events
+    mongo: str = "nx-27017"  # payment's MongoDB-wire server
 
     @property
     def missing_kinds(self) -> list[str]:
@@ -64,6 +65,12 @@ class CampaignResult:
     def passed(self) -> bool:
         return (not self.violations and self.converged_s is not None and not self.fault_errors
                 and not self.missing_kinds and not self.goodput.failures)
+
+
+def _mongo(r: CampaignResult) -> str:
+    if r.mongo == "ferretdb":
+        return "FerretDB (`mongo`, on a second throwaway PostgreSQL cluster of its own)"
+    return "nx-27017 (`mongo`)"
 
 
 def _reply_label(reply: ClientReply) -> str:
@@ -133,9 +140,9 @@ def render(result: CampaignResult) -> str:
         f"- rerun: `{r.command}`",
         "",
         "Processes (each a real subprocess on an ephemeral loopback port, under one supervisor): a throwaway",
-        "PostgreSQL cluster, toxiproxy, nx-27017, identity, payment and two order replicas. Order reaches",
-        "payment and PostgreSQL, and payment reaches nx-27017, only through toxiproxy. The auditor reads",
-        "PostgreSQL and nx-27017 directly.",
+        f"PostgreSQL cluster, toxiproxy, {_mongo(r)}, identity, payment and two order replicas. Order reaches",
+        f"payment and PostgreSQL, and payment reaches {r.mongo}, only through toxiproxy. The auditor reads",
+        f"PostgreSQL and {r.mongo} directly.",
         "",
         "Settings shortened for the campaign (real service settings, by environment): "
         f"`ORDER_SAGA_LEASE_SECONDS={r.tuning.lease_s:g}` (default 30), "
