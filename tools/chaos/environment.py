@@ -29,7 +29,7 @@ from sagascope.local.supervisor import HealthCheck, ManagedProcess, Supervisor, 
 from sagascope.local.topology import address
 from tests.support import ferretdb
 from tests.support import postgres as pg_support
-from tools.chaos import confirm
+from tools.chaos import confirm, toxiproxy
 from tools.chaos.schedule import Link
 from tools.chaos.toxiproxy import Proxy, Toxiproxy, server_process
 
@@ -251,6 +251,9 @@ class Environment:
                     raise RuntimeError(f"{name} did not come back within {budget_s:.0f}s: {exc}") from exc
                 self.say(f"{name} did not start yet ({str(exc).splitlines()[0]}); retrying")
                 await asyncio.sleep(1.0)
+
+    async def restart_toxiproxy(self) -> None:
+        await toxiproxy.restart(self.supervisor, self.toxiproxy_url, self.proxies.values())
 
     async def ensure_running(self) -> list[str]:
         """Start whatever is not running (should be nothing once the schedule is done); their names."""

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
+
 from tools.chaos import confirm
 from tools.chaos.environment import Environment
 from tools.chaos.schedule import FaultEvent, Lane, Link, NetworkFault, ProcessFault, Target, Toxic
@@ -33,6 +35,7 @@ class InjectedFault:
     # did; or the old pid died and a new pid serves. Only confirmed faults count as injected.
     confirmed: bool = False
     unconfirmed: str = ""  # why not, when the injection ran without error but could not be confirmed
+    note: str = ""  # what else the campaign had to do (a hung toxiproxy restarted)
 
 
 class Gate:
@@ -122,7 +125,10 @@ class Injector:
             async with Toxiproxy(self.env.toxiproxy_url) as api:
                 await asyncio.gather(*(self._lane(api, lane) for lane in Lane))
                 self.gate.all_healed()
-                await api.reset()
+                try:
+                    await api.reset()
+                except (TimeoutError, aiohttp.ClientError):  # the hang above, on the last removal
+                    await self.env.restart_toxiproxy()
         finally:
             self.gate.release_all()
         return self.log
@@ -156,10 +162,27 @@ class Injector:
             in_place = confirm.toxic_present(await api.toxics(proxy), name, event.toxic.value, stream, attributes)
             await asyncio.sleep(event.hold_s)
         finally:
-            await api.remove_toxic(proxy, name)
+            await self._remove(api, proxy, name, record)
             record.held_s = round(time.monotonic() - began, 2)
         healed = confirm.toxic_absent(await api.toxics(proxy), name)
         self._confirmed(record, in_place or healed)
+
+    async def _remove(self, api: Toxiproxy, proxy: str, name: str, record: InjectedFault) -> None:
+        """Remove the toxic; if toxiproxy hangs doing so, restart it with the same proxies.
+
+        Removing a latency toxic can block toxiproxy's API for good when a link's destination stops
+        reading (its RemoveToxic retries a 5 s write forever; Shopify/toxiproxy#558, still open in
+        v2.12.0). A restart is the only way out: it cuts every proxied connection, so the fault
+        ends harsher than scheduled, and the record says so.
+        """
+        try:
+            await api.remove_toxic(proxy, name)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            record.note = (f"toxiproxy hung removing the toxic ({type(exc).__name__}; Shopify/toxiproxy#558): "
+                           "restarted, cutting every proxied connection")
+            self.say(f"fault {record.kind}: {record.note}")
+            await self.env.restart_toxiproxy()
+            await api.reconnect()
 
     def _confirmed(self, record: InjectedFault, reason: str) -> None:
         record.confirmed = not reason

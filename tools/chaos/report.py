@@ -172,6 +172,10 @@ def render(result: CampaignResult) -> str:
                 "attributes asked for, and no longer lists it after its removal; a kill (or PostgreSQL restart) "
                 "when the old pid and its whole process group are gone and a new pid owns every port the process "
                 "listens on and passes its health check. Only confirmed faults count as injected."]
+    noted = [f for f in r.faults if f.note]
+    if noted:
+        out += ["", "Faults that needed more than their removal:", ""]
+        out += [f"- {f.kind} at saga {f.at_saga}: {f.note}" for f in noted]
     if r.unconfirmed:
         out += ["", "Unconfirmed (not counted):", ""]
         out += [f"- {f.kind} at saga {f.at_saga}: {f.unconfirmed}" for f in r.unconfirmed]

@@ -7,15 +7,17 @@ create a proxy, add a toxic, list them, remove one, reset everything.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from sagascope.local.supervisor import ManagedProcess, http_health
+from sagascope.local.supervisor import ManagedProcess, Supervisor, http_health
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
@@ -80,6 +82,11 @@ class Toxiproxy:
         if self._session is not None:
             await self._session.close()
 
+    async def reconnect(self) -> None:
+        """A fresh session after the server restarted (its pooled connections are dead)."""
+        await self.__aexit__()
+        await self.__aenter__()
+
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         assert self._session is not None, "use `async with Toxiproxy(...)`"
         async with self._session.request(method, f"{self.url}{path}", json=body) as reply:
@@ -111,3 +118,13 @@ class Toxiproxy:
     async def reset(self) -> None:
         """Every proxy enabled, every toxic removed."""
         await self._call("POST", "/reset")
+
+
+async def restart(supervisor: Supervisor, url: str, proxies: Iterable[Proxy]) -> None:
+    """SIGKILL the supervised toxiproxy, start it again and create ``proxies`` as they were (same
+    listen ports), so the services reconnect where they were."""
+    await asyncio.to_thread(supervisor.kill, "toxiproxy")
+    await supervisor.start_one("toxiproxy", timeout=60)
+    async with Toxiproxy(url) as api:
+        for proxy in proxies:
+            await api.create_proxy(proxy)
