@@ -82,11 +82,16 @@ class OpenLoop:
         customer = ("alice", "bob")[index % 2]
         request = order_request(customer, f"soak-{run}-{index}", amount_minor=kind.amount_minor)
         sent = time.monotonic()
-        result = await self.clients.pick(customer, index).create_order(
-            request, inject=kind.faults, timeout=self.timeout_s)
-        outcome = orders_pb2.OrderStatus.Name(result.order.status) if result.order is not None else result.code.name
-        self.replies.append(Reply(sent - self.started, result.elapsed_s * 1000, kind.name, outcome,
-                                  outcome == kind.expect))
+        try:
+            result = await self.clients.pick(customer, index).create_order(
+                request, inject=kind.faults, timeout=self.timeout_s)
+        except Exception as exc:  # not a gRPC status (those are in the result): counted, never lost
+            outcome, latency_s = type(exc).__name__, time.monotonic() - sent
+        else:
+            order = result.order
+            outcome = orders_pb2.OrderStatus.Name(order.status) if order is not None else result.code.name
+            latency_s = result.elapsed_s
+        self.replies.append(Reply(sent - self.started, latency_s * 1000, kind.name, outcome, outcome == kind.expect))
         self.outcomes[(kind.name, outcome)] += 1
         self.answered[0] += 1
 
