@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -89,6 +90,9 @@ async def soak(args: argparse.Namespace, database_url: str) -> report.Soak:
             await clients.close()
     finally:
         await stack.stop(grace=30)
+    telemetry_mb = directory_mb(state / "telemetry")
+    if not args.keep_telemetry:  # gigabytes after an hour; the figures are taken
+        shutil.rmtree(state / "telemetry", ignore_errors=True)
     windows = analysis.Windows.of(args.warmup_minutes * 60, seconds, args.window_minutes * 60)
     rows = analysis.process_figures(samples, windows)
     latency = analysis.latency_figures(load.replies, windows)
@@ -110,7 +114,7 @@ async def soak(args: argparse.Namespace, database_url: str) -> report.Soak:
         args.load_fraction, rate, load.scheduled, load.dropped, load.late, load.answered[0], load.outcomes,
         unexpected, latency, p95_minutes, rows,
         analysis.bars(rows, latency, sum(unexpected.values()), load.dropped),
-        (load_start, os.getloadavg()), directory_mb(state / "telemetry"), args.plot, raw.relative_to(ROOT),
+        (load_start, os.getloadavg()), telemetry_mb, args.plot, raw.relative_to(ROOT),
     )
 
 
@@ -122,10 +126,9 @@ async def _progress(load: OpenLoop, started: float) -> None:
 
 
 def rerun_command(args: argparse.Namespace) -> str:
-    return (f"flock /work/logs/quiet.lock make soak SOAK_MINUTES={args.minutes:g} "
-            f"SOAK_WARMUP_MINUTES={args.warmup_minutes:g}\n"
-            "# or: .venv/bin/python -m benchmarks.soak --minutes 60 --rate 80   # a fixed rate, no capacity phase "
-            "shortcut: the capacity phase still runs")
+    return (f"make soak SOAK_MINUTES={args.minutes:g} SOAK_WARMUP_MINUTES={args.warmup_minutes:g}"
+            "   # on a quiet machine: every other process competes for the cores\n"
+            "# the other knobs (rate, fraction, windows, replicas): .venv/bin/python -m benchmarks.soak --help")
 
 
 def main() -> int:
@@ -141,8 +144,11 @@ def main() -> int:
     parser.add_argument("--capacity-requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16, help="in flight while measuring capacity")
     parser.add_argument("--load-fraction", type=float, default=0.5, help="steady rate as a share of capacity")
-    parser.add_argument("--rate", type=float, default=0, help="a fixed steady rate instead (requests/s)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="a fixed steady rate instead of the fraction (requests/s); capacity is still measured")
     parser.add_argument("--order-replicas", type=int, default=2)
+    parser.add_argument("--keep-telemetry", action="store_true",
+                        help="keep the OTLP-JSON files under benchmarks/out/soak/stack/telemetry (deleted otherwise)")
     parser.add_argument("--report", type=Path, default=Path(env("SOAK_REPORT") or DEFAULT_REPORT))
     parser.add_argument("--plot", type=Path, default=Path(env("SOAK_PLOT") or DEFAULT_PLOT))
     args = parser.parse_args()
