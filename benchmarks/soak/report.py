@@ -163,7 +163,10 @@ nx-27017 and PostgreSQL have no /metrics (no tasks or checkouts).
 - **RSS**: least-squares slope of each process's resident set against the sagas answered so far,
   every sample after the warm-up; against sagas rather than time, so a leak per request reads the
   same at any rate. PostgreSQL's memory is shown, not judged: its buffer pool fills as the order
-  tables grow, which is data, not a leak.
+  tables grow, which is data, not a leak. Nor are its descriptors: a backend opens a relation's
+  files the first time it touches them and keeps them, the checkpointer opens and closes what it
+  flushes, so the sum moves by tens with nothing leaked; a leaked connection is a new backend, and
+  PostgreSQL's process count ("threads") is judged.
 - **Descriptors, threads, asyncio tasks — any growth**: the minimum over the last window minus the
   minimum over the first. An in-flight request holds a socket or a task for milliseconds, so any
   single sample may be a few above the floor; the minimum of ~30 samples is the floor with nothing

@@ -90,3 +90,13 @@ def test_slope_and_windows() -> None:
     assert math.isnan(verdicts.slope([1, 1], [0, 5]))
     short = analysis.Windows.of(60, 240, 300)  # a 4-minute trial: windows of half the rest
     assert short.window_s == 90 and short.first(60) and not short.first(150) and short.last(150)
+
+
+def test_postgresql_is_judged_on_its_processes_not_its_buffers_or_file_cache() -> None:
+    samples = series(30, rss=300, fds=200, tasks=0)
+    for sample in samples:
+        sample.process, sample.tasks, sample.checkouts = "postgres", None, {}
+    (row,) = analysis.process_figures(samples, WINDOWS)
+    found = {bar.subject for bar in analysis.bars([row], analysis.LatencyFigures(1, 1, 0, 1, 1), 0, 0)}
+    assert "postgres threads" in found
+    assert not {"postgres RSS", "postgres descriptors", "postgres asyncio tasks"} & found
