@@ -1,7 +1,7 @@
 # Contracts, load and benchmarks — included by the top-level Makefile (`include mk/contracts.mk`).
 # Uses $(PY), $(VENV) and $(STAMP) from the including Makefile. The load and contract tools
 # (pact-python, locust, pyinstrument) come from the project's optional dependencies.
-.PHONY: buf-install grpcurl-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench bench-floor
+.PHONY: buf-install grpcurl-install buf-lint buf-breaking contracts load-smoke load load-stress load-spike bench bench-floor soak
 
 BUF_SH := bash scripts/contracts/buf.sh
 
@@ -38,3 +38,12 @@ bench: $(STAMP) ## the floor (empty gRPC call) vs direct ProcessPayment vs Creat
 
 bench-floor: $(STAMP) ## what the OTel SDK itself costs per saga, idle and in situ (py-spy), vs the 10% budget -> benchmarks/telemetry_floor.md
 	$(PY) -m benchmarks.telemetry_floor --in-situ
+
+SOAK_MINUTES ?= 30
+SOAK_WARMUP_MINUTES ?= 5
+SOAK_REPORT ?= benchmarks/soak/REPORT.md
+SOAK_PLOT ?= benchmarks/soak/soak.png
+export SOAK_MINUTES SOAK_WARMUP_MINUTES SOAK_REPORT SOAK_PLOT
+
+soak: $(STAMP) ## the stack on PostgreSQL, telemetry on, at half its measured capacity for SOAK_MINUTES (30): RSS, fds, threads, tasks, pool checkouts, p95 drift judged -> SOAK_REPORT + SOAK_PLOT
+	$(PY) -m benchmarks.soak

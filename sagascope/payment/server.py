@@ -31,7 +31,11 @@ class PaymentApp:
         self.settings = settings
         # Each start-up ping may wait this long, so it must not exceed the whole budget.
         selection_ms = int(min(5.0, settings.mongo_connect_timeout_seconds) * 1000)
-        self._mongo = connect(settings.mongo_url, server_selection_timeout_ms=selection_ms)
+        self._mongo = connect(
+            settings.mongo_url,
+            server_selection_timeout_ms=selection_ms,
+            event_listeners=[telemetry.mongo_pool_listener()] if telemetry else (),
+        )
         self.store = PaymentStore.for_database(self._mongo, settings.mongo_db)
         servicer = PaymentServicer(self.store, settings.limit_major, FaultInjector(settings.faults))
 

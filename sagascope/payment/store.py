@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.monitoring import ConnectionPoolListener
 
 from sagascope.common.urls import redact_url
 from sagascope.payment.domain import Payment, PaymentStatus
@@ -64,9 +65,13 @@ Document = dict[str, Any]
 MongoClient = AsyncMongoClient[Document]
 
 
-def connect(url: str, *, server_selection_timeout_ms: int = 5000) -> MongoClient:
+def connect(
+    url: str, *, server_selection_timeout_ms: int = 5000, event_listeners: Sequence[ConnectionPoolListener] = ()
+) -> MongoClient:
     """A client that decodes dates as aware UTC datetimes (the driver connects lazily, on first use)."""
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
+    return AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms, event_listeners=list(event_listeners)
+    )
 
 
 async def wait_until_reachable(client: MongoClient, url: str, timeout_seconds: float) -> None:

@@ -17,6 +17,8 @@ makes spans no-ops, stops metric updates and OTLP/file export (the benchmark's
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +54,8 @@ from sagascope.common.telemetry.tracing import (
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from sagascope.common.telemetry.runtime_metrics import MongoCheckoutCounter
 
 __all__ = [
     "ResilienceEvents",
@@ -124,7 +128,9 @@ class Telemetry:
         """One CLIENT span per SQL statement on ``engine``, from opentelemetry-instrumentation-sqlalchemy
         (its ``connect`` span per pool checkout only with SAGASCOPE_SQL_CONNECT_SPANS=on: tracing.py).
         ``commenter``: the trace context goes to the server too, in each statement's sqlcommenter
-        comment and in the session's application_name (sql_context.py says what it costs)."""
+        comment and in the session's application_name (sql_context.py says what it costs).
+        The engine's pool checkouts are counted on /metrics either way (runtime_metrics.py)."""
+        self.metrics.runtime.sqlalchemy_pool(engine)
         if not self.enabled:
             return
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -152,6 +158,11 @@ class Telemetry:
 
         self._instrument_once(PymongoInstrumentor())
 
+    def mongo_pool_listener(self) -> MongoCheckoutCounter:
+        """A PyMongo pool listener for the client (``event_listeners=[...]``) that feeds
+        ``db_client_connections_checked_out{pool="pymongo"}`` (runtime_metrics.py)."""
+        return self.metrics.runtime.pymongo_pool()
+
     def _instrument_once(self, instrumentor: Any, **options: Any) -> None:
         """A contrib instrumentor is a process-wide singleton: only the first Telemetry in a process
         instruments (and undoes it on shutdown); later ones are told so in the log."""
@@ -169,6 +180,8 @@ class Telemetry:
         """prometheus_client's HTTP server on ``host`` (SAGASCOPE_METRICS_HOST, 127.0.0.1); port 0 = off."""
         if port == 0 or self._metrics_server is not None:
             return
+        with contextlib.suppress(RuntimeError):  # python_asyncio_tasks counts the loop this is called on
+            self.metrics.runtime.watch_loop(asyncio.get_running_loop())
         self._metrics_server = MetricsServer(self.metrics.registry, host or self.settings.metrics_host, port)
         log.info(
             "metrics on http://%s:%d/metrics", host or self.settings.metrics_host, self._metrics_server.port

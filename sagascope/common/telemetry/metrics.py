@@ -32,6 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client.gc_collector import GCCollector
 
+from sagascope.common.telemetry.runtime_metrics import RuntimeMetrics
+
 # Sagas last from milliseconds (happy path) to minutes (retries, recovery).
 SAGA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # prometheus.DefBuckets, as go-grpc-prometheus uses.
@@ -224,6 +226,7 @@ class Metrics:
     client: RpcMetrics
     resilience: ResilienceMetrics
     login: LoginMetrics
+    runtime: RuntimeMetrics  # python_asyncio_tasks, db_client_connections_checked_out (runtime_metrics.py)
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
@@ -240,6 +243,7 @@ def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         client=RpcMetrics.create(registry, "client"),
         resilience=ResilienceMetrics.create(registry),
         login=LoginMetrics.create(registry),
+        runtime=RuntimeMetrics(registry),
     )
 
 

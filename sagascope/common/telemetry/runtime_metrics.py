@@ -1,0 +1,132 @@
+"""Runtime gauges a leak shows up in first: the event loop's tasks and the database pools' checkouts.
+
+The Prometheus process collector already gives RSS, open descriptors and threads; these two are
+the Python service's own resources, read at scrape time (nothing runs on the request path except
+the MongoDB listener's two integer updates per checkout):
+
+- ``python_asyncio_tasks`` — unfinished tasks of the service's event loop.
+- ``db_client_connections_checked_out{pool}`` — connections a pool has lent out right now
+  (``pool`` = ``sqlalchemy`` for the order service's engine, ``pymongo`` for the payment
+  service's client).
+
+The scrape runs in prometheus_client's HTTP thread, not on the loop: ``asyncio.all_tasks(loop)``
+copies the loop's task set with retries exactly so that another thread may call it (CPython's
+comment in asyncio/tasks.py), and the pool counters are plain integers read under the GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pymongo import monitoring
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+PoolReader = Callable[[], int | None]  # None: this pool cannot say (the sample is left out)
+
+
+class AsyncioTasksCollector(Collector):
+    """``python_asyncio_tasks``: the unfinished tasks of one event loop, counted at scrape time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        tasks = 0 if self._loop.is_closed() else len(asyncio.all_tasks(self._loop))
+        yield GaugeMetricFamily(
+            "python_asyncio_tasks", "Unfinished asyncio tasks of the service's event loop (count of tasks).",
+            value=tasks,
+        )
+
+
+class PoolCheckoutsCollector(Collector):
+    """``db_client_connections_checked_out{pool}`` from one reader per pool."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, PoolReader] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pool: str, reader: PoolReader) -> None:
+        with self._lock:
+            self._readers[pool] = reader
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "db_client_connections_checked_out",
+            "Database connections lent out by the client pool right now (count of connections).",
+            labels=("pool",),
+        )
+        with self._lock:
+            readers = dict(self._readers)
+        for pool, read in sorted(readers.items()):
+            value = read()
+            if value is not None:
+                family.add_metric([pool], value)
+        yield family
+
+
+class MongoCheckoutCounter(monitoring.ConnectionPoolListener):
+    """PyMongo's pool events, folded into one number: connections checked out minus checked in.
+
+    Pass it to the client (``event_listeners=[counter]``); a pool cleared or closed while
+    connections are out still checks each of them in, so the count returns to zero.
+    """
+
+    def __init__(self) -> None:
+        self.checked_out = 0
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.checked_out += 1
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.checked_out -= 1
+
+    # The rest of the interface: nothing to count.
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None: ...
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None: ...
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None: ...
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None: ...
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None: ...
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None: ...
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None: ...
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None: ...
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None: ...
+
+
+class RuntimeMetrics:
+    """Both gauges in one service's registry: the pools from the start, the loop once it runs."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pools = PoolCheckoutsCollector()
+        registry.register(self.pools)
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count ``loop``'s tasks from now on (the first loop only: a service runs one)."""
+        if self._loop is None:
+            self._loop = loop
+            self._registry.register(AsyncioTasksCollector(loop))
+
+    def sqlalchemy_pool(self, engine: AsyncEngine, pool: str = "sqlalchemy") -> None:
+        """The engine's current pool (``dispose()`` replaces it, so it is looked up at each scrape);
+        pools that keep no count (NullPool, StaticPool) give no sample."""
+
+        def read() -> int | None:
+            checkedout = getattr(engine.sync_engine.pool, "checkedout", None)
+            return int(checkedout()) if checkedout is not None else None
+
+        self.pools.add(pool, read)
+
+    def pymongo_pool(self, pool: str = "pymongo") -> MongoCheckoutCounter:
+        """A listener to hand to the client (``event_listeners=[...]``), counted under ``pool``."""
+        counter = MongoCheckoutCounter()
+        self.pools.add(pool, lambda: counter.checked_out)
+        return counter
