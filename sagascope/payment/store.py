@@ -66,11 +66,17 @@ MongoClient = AsyncMongoClient[Document]
 
 
 def connect(
-    url: str, *, server_selection_timeout_ms: int = 5000, event_listeners: Sequence[ConnectionPoolListener] = ()
+    url: str,
+    *,
+    server_selection_timeout_ms: int = 5000,
+    max_idle_ms: int | None = None,
+    event_listeners: Sequence[ConnectionPoolListener] = (),
 ) -> MongoClient:
-    """A client that decodes dates as aware UTC datetimes (the driver connects lazily, on first use)."""
+    """A client that decodes dates as aware UTC datetimes (the driver connects lazily, on first use);
+    ``max_idle_ms`` closes pooled connections idle that long (None: PyMongo's default, never)."""
     return AsyncMongoClient(
-        url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms, event_listeners=list(event_listeners)
+        url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms, maxIdleTimeMS=max_idle_ms,
+        event_listeners=list(event_listeners),
     )
 
 
