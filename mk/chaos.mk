@@ -1,6 +1,7 @@
 # mk/chaos.mk — the chaos campaign (tools/chaos): sagas against real processes while faults are
 # injected from outside, then an auditor reads both databases. Ephemeral ports only, so it may run
-# beside other work. CHAOS_SAGAS / CHAOS_SEED / CHAOS_CONCURRENCY / CHAOS_REPORT tune it.
+# beside other work. CHAOS_SAGAS / CHAOS_SEED / CHAOS_CONCURRENCY / CHAOS_REPORT / CHAOS_MONGO
+# (nx-27017 or ferretdb: payment's MongoDB-wire server) tune it.
 .PHONY: toxiproxy-install ferretdb-install chaos
 
 TOXIPROXY_VERSION ?= $(shell sed -n 's/^TOXIPROXY_VERSION=//p' .env)
@@ -8,7 +9,8 @@ CHAOS_SAGAS ?= 2000
 CHAOS_SEED ?= 7
 CHAOS_CONCURRENCY ?= 12
 CHAOS_REPORT ?= benchmarks/chaos/REPORT.md
-export CHAOS_SAGAS CHAOS_SEED CHAOS_CONCURRENCY CHAOS_REPORT
+CHAOS_MONGO ?= nx-27017
+export CHAOS_SAGAS CHAOS_SEED CHAOS_CONCURRENCY CHAOS_REPORT CHAOS_MONGO
 
 toxiproxy-install: ## build toxiproxy-server once into $${SAGASCOPE_CACHE:-~/.cache/sagascope}/tools (Go module proxy)
 	bash scripts/backends/go_tool.sh toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server $(TOXIPROXY_VERSION)
