@@ -53,6 +53,7 @@ class OpenConnections(monitoring.ConnectionPoolListener):
     def __init__(self) -> None:
         self.open = 0
         self.closed_idle = 0
+        self.none_open = asyncio.Event()  # PyMongo's async pool calls listeners on the event loop
 
     def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
         self.open += 1
@@ -60,6 +61,8 @@ class OpenConnections(monitoring.ConnectionPoolListener):
     def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
         self.open -= 1
         self.closed_idle += event.reason == monitoring.ConnectionClosedReason.IDLE
+        if self.open == 0:
+            self.none_open.set()
 
     def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None: ...
     def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None: ...
@@ -83,9 +86,7 @@ async def test_the_connections_a_burst_opened_are_closed_once_idle(tmp_path: Pat
             await asyncio.gather(*(collection.insert_one({"n": n}) for n in range(30)))
             burst = listener.open
             assert burst >= 3
-            deadline = asyncio.get_running_loop().time() + 15
-            while listener.open > 0 and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.25)
+            await asyncio.wait_for(listener.none_open.wait(), timeout=15)
             assert listener.open == 0 and listener.closed_idle >= burst  # all of them, as idle
             await collection.insert_one({"n": 30})  # and the pool still serves
         finally:
