@@ -47,10 +47,12 @@ async def test_pymongo_checkouts_rise_with_concurrent_operations_and_return_to_z
     assert max(v or 0 for v in spy.seen) >= 2
 
 
-class OpenConnections(monitoring.ConnectionPoolListener):
-    """Connections created minus closed: what the payment process holds as sockets."""
+class OpenConnections(MongoCheckoutCounter):
+    """Connections created minus closed: what the payment process holds as sockets (the rest of
+    the listener interface comes from the service's own counter)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.open = 0
         self.closed_idle = 0
         self.none_open = asyncio.Event()  # PyMongo's async pool calls listeners on the event loop
@@ -63,16 +65,6 @@ class OpenConnections(monitoring.ConnectionPoolListener):
         self.closed_idle += event.reason == monitoring.ConnectionClosedReason.IDLE
         if self.open == 0:
             self.none_open.set()
-
-    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None: ...
-    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None: ...
-    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None: ...
-    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None: ...
-    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None: ...
-    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None: ...
-    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None: ...
-    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None: ...
-    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None: ...
 
 
 async def test_the_connections_a_burst_opened_are_closed_once_idle(tmp_path: Path) -> None:
