@@ -96,31 +96,23 @@ def free_port() -> int:
     low, high = (20000, span[0] - 1) if span[0] > 21000 else (span[1] + 1, 65535)
     for _ in range(200):
         port = random.randint(low, high)
-        if port not in _handed_out and port_bindable_strict(port):
+        if port not in _handed_out and port_bindable(port, reuse_addr=False):
             _handed_out.add(port)
             return port
     raise RuntimeError(f"no free loopback port in {low}-{high} after 200 tries")
-
-
-def port_bindable_strict(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether ``host:port`` is entirely unused (no listener, no connection, no TIME_WAIT)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class PortInUseError(RuntimeError):
     """A process's fixed port is taken, so starting it would die with a bare bind error."""
 
 
-def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+def port_bindable(port: int, host: str = "127.0.0.1", reuse_addr: bool = True) -> bool:
     """Whether a listener could bind ``host:port`` now, under the servers' own rule (SO_REUSEADDR,
-    no SO_REUSEPORT): a port in TIME_WAIT is fine; a listener or a live connection using it is not."""
+    no SO_REUSEPORT): a port in TIME_WAIT is fine; a listener or a live connection using it is not.
+    ``reuse_addr=False``: the port must be entirely unused (TIME_WAIT counts as used)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_addr:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 
 from sagascope.common.auth import AuthSettings
-from sagascope.common.config import ConfigError, env_float, env_int, env_str
+from sagascope.common.config import ConfigError, env_int, env_positive_float, env_str
 from sagascope.common.faults import FaultSettings
 from sagascope.common.ports import PAYMENT, default_mongo_url
 from sagascope.common.tls import TlsSettings
@@ -63,14 +63,8 @@ class PaymentSettings:
         limit_major = env_int("PAYMENT_LIMIT_MAJOR", 1000)
         if limit_major <= 0:
             raise ConfigError(f"PAYMENT_LIMIT_MAJOR must be a positive whole number, got {limit_major}")
-        connect_timeout = env_float("PAYMENT_MONGO_CONNECT_TIMEOUT_SECONDS", 30.0)
-        if connect_timeout <= 0:
-            raise ConfigError(
-                f"PAYMENT_MONGO_CONNECT_TIMEOUT_SECONDS must be positive, got {connect_timeout}"
-            )
-        max_idle = env_float("PAYMENT_MONGO_MAX_IDLE_SECONDS", 60.0)
-        if max_idle <= 0:
-            raise ConfigError(f"PAYMENT_MONGO_MAX_IDLE_SECONDS must be positive, got {max_idle}")
+        connect_timeout = env_positive_float("PAYMENT_MONGO_CONNECT_TIMEOUT_SECONDS", 30.0)
+        max_idle = env_positive_float("PAYMENT_MONGO_MAX_IDLE_SECONDS", 60.0)
         return cls(
             auth=AuthSettings.from_env("PAYMENT"),
             host=env_str("PAYMENT_HOST", "127.0.0.1"),

@@ -31,7 +31,7 @@ from tests.support import ferretdb
 from tests.support import postgres as pg_support
 from tools.chaos import confirm, toxiproxy
 from tools.chaos.schedule import Link
-from tools.chaos.toxiproxy import Proxy, Toxiproxy, server_process
+from tools.chaos.toxiproxy import Proxy, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "sagascope"
@@ -152,7 +152,6 @@ class Environment:
         self.supervisor.add(self.postgres.process)
         self.supervisor.add(server_process(toxiproxy_bin, toxiproxy_port, self.logs / "toxiproxy.log"))
         self.ports = Ports.free()
-        self.mongo = mongo
         self.ferretdb_postgres: Postgres | None = None
         if mongo == "ferretdb":
             self.ferretdb_postgres = Postgres(self.logs, name="ferretdb-postgres")
@@ -213,9 +212,7 @@ class Environment:
             await self.supervisor.start(["ferretdb-postgres"], timeout=90)
             await asyncio.to_thread(self.ferretdb_postgres.createdb, FERRETDB_DATABASE)
             await self.supervisor.start(["mongo"], timeout=60)
-        async with Toxiproxy(self.toxiproxy_url) as api:
-            for proxy in self.proxies.values():
-                await api.create_proxy(proxy)
+        await toxiproxy.create_proxies(self.toxiproxy_url, self.proxies.values())
         await self.stack.start(timeout=120)
 
     def pid(self, name: str) -> int | None:

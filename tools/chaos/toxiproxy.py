@@ -125,6 +125,10 @@ async def restart(supervisor: Supervisor, url: str, proxies: Iterable[Proxy]) ->
     listen ports), so the services reconnect where they were."""
     await asyncio.to_thread(supervisor.kill, "toxiproxy")
     await supervisor.start_one("toxiproxy", timeout=60)
+    await create_proxies(url, proxies)
+
+
+async def create_proxies(url: str, proxies: Iterable[Proxy]) -> None:
     async with Toxiproxy(url) as api:
         for proxy in proxies:
             await api.create_proxy(proxy)
