@@ -14,7 +14,6 @@ import asyncio
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,7 +50,7 @@ def proc_figures(pids: list[int], pss: bool = False) -> tuple[float, int, int] |
             with process.oneshot():
                 rss += process.memory_full_info().pss if pss else process.memory_info().rss
                 threads += process.num_threads()
-            fds += len(list(Path(f"/proc/{pid}/fd").iterdir()))
+                fds += process.num_fds()
             seen = True
         except (psutil.Error, OSError):
             continue  # a backend that exited between listing and reading
