@@ -48,6 +48,7 @@ class ProcessFigures:
     rss_first: float  # mean of the first window, MB
     rss_last: float
     floors: dict[str, tuple[float, float]]  # fds / threads / tasks / checkouts -> (first floor, last floor)
+    thread_kinds: dict[str, tuple[float, float]]  # kind of thread -> (first floor, last floor)
     checkouts_max: float
     pools: str
 
@@ -79,6 +80,15 @@ def process_figures(samples: list[Sample], windows: Windows) -> list[ProcessFigu
             what: (_floor([read(s) for s in first]), _floor([read(s) for s in last]))
             for what, read in readers.items()
         }
+        kinds = dict.fromkeys(kind for s in first + last for kind in s.thread_kinds)
+        # A kind absent from a sample that names its threads had none then.
+        named_first = [s for s in first if s.thread_kinds]
+        named_last = [s for s in last if s.thread_kinds]
+        thread_kinds = {
+            kind: (_floor([s.thread_kinds.get(kind, 0) for s in named_first]),
+                   _floor([s.thread_kinds.get(kind, 0) for s in named_last]))
+            for kind in kinds
+        }
         rows.append(ProcessFigures(
             process,
             len(mine),
@@ -86,6 +96,7 @@ def process_figures(samples: list[Sample], windows: Windows) -> list[ProcessFigu
             _mean([s.rss_mb for s in first]),
             _mean([s.rss_mb for s in last]),
             floors,
+            thread_kinds,
             max((sum(s.checkouts.values()) for s in mine if s.checkouts), default=math.nan),
             ", ".join(sorted({pool for s in mine for pool in s.checkouts})),
         ))
@@ -140,6 +151,9 @@ def bars(rows: list[ProcessFigures], latency: LatencyFigures, unexpected: int, d
                 # opens and closes what it flushes; the sum moved by +-50 in a 2-minute trial with
                 # the process count fixed. A leaked connection is a new backend: "threads" (here
                 # processes) is judged, and the services' own descriptors hold the client side.
+                continue
+            if what == "threads" and row.process != POSTGRES:
+                found.append(verdicts.thread_bar(row.process, last - first, row.thread_kinds))
                 continue
             found.append(verdicts.growth_bar(row.process, what, last - first))
     found.append(verdicts.drift_bar(latency.drift))

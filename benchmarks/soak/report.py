@@ -72,6 +72,18 @@ def _process_table(rows: list[ProcessFigures]) -> str:
     return "\n".join([head, *lines])
 
 
+def _thread_table(rows: list[ProcessFigures]) -> str:
+    lines = [
+        f"| {r.process} | " + ", ".join(
+            f"{kind} {_pair(pair)}" if pair[0] != pair[1] else f"{kind} {_num(pair[0])}"
+            for kind, pair in sorted(r.thread_kinds.items())
+        ) + " |"
+        for r in rows if r.thread_kinds
+    ]
+    return "\n".join(["| process | threads by kind: floor of the first window (→ last, where it moved) |",
+                      "|---|---|", *lines])
+
+
 def _bar_table(bars: list[Bar]) -> str:
     lines = [f"| {b.subject} | {b.shown} | {b.limit} | {'pass' if b.passed else '**FAIL**'} |" for b in bars]
     return "\n".join(["| bar | measured | limit | verdict |", "|---|---|---|---|", *lines])
@@ -156,6 +168,12 @@ nx-27017 and PostgreSQL have no /metrics (no tasks or checkouts).
 
 {_process_table(soak.rows)}
 
+Threads by kind: `python X` are the Python threads named X (from `python_threads{{name}}`, the pool's
+number taken out); the rest are threads C code started, by their name in `/proc/<pid>/task/*/comm`
+(`event_engine`: gRPC's pool; `libuv-worker`: uvloop's resolver; `grpc_global_tim`: gRPC's timer).
+
+{_thread_table(soak.rows)}
+
 ## Verdicts
 
 {_bar_table(soak.bars)}
@@ -172,7 +190,10 @@ nx-27017 and PostgreSQL have no /metrics (no tasks or checkouts).
   single sample may be a few above the floor; the minimum of ~30 samples is the floor with nothing
   in flight, and at a steady rate it stays put unless something is kept. A leak of one descriptor
   or task per few thousand sagas lifts every sample of the last window, its minimum too, so it
-  fails; a busy moment does not. (`tests/unit/test_soak_verdicts.py` plants both.)
+  fails; a busy moment does not. (`tests/unit/test_soak_verdicts.py` plants both.) One exception
+  for threads: the event loop's default executor starts a thread only when a job finds none idle
+  and keeps it, up to min(32, cores + 4); a burst lifts its floor once, and that is not a leak. It
+  passes if every kind of thread that grew is that pool and stays within its maximum.
 - **p95 drift**: p95 of the last window over p95 of the first, minus one.
 - Pool checkouts are reported (a pool that never returns to zero shows as a rising floor).
 

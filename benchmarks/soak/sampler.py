@@ -1,5 +1,11 @@
 """Every process of the stack, every 10 s: RSS, open descriptors, threads (from /proc), and from each
-service's /metrics its asyncio tasks and database pool checkouts (sagascope's runtime gauges).
+service's /metrics its asyncio tasks, Python threads by name and database pool checkouts
+(sagascope's runtime gauges).
+
+Threads are also counted by kind, so a count that grows says which pool grew: the threads C code
+starts carry their own name in ``/proc/<pid>/task/*/comm`` (``event_engine`` for gRPC's pool,
+``libuv-worker`` for uvloop's resolver); Python threads keep the process's name there, so for a
+service those come from ``python_threads{name}`` instead.
 
 PostgreSQL is one row: the postmaster and all its children (backends, autovacuum, WAL writer, ...)
 summed, since the pool's connections are backends of their own. Its memory is the summed PSS
@@ -13,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +31,8 @@ from sagascope.local.services import LocalStack
 POSTGRES = "postgres"
 TASKS = "python_asyncio_tasks"
 CHECKOUTS = "db_client_connections_checked_out"
+THREADS = "python_threads"
+PYTHON_KIND = "python "  # prefix of a Python thread's kind: "python uvloop"
 
 
 @dataclass
@@ -37,6 +47,16 @@ class Sample:
     threads: int | None
     tasks: float | None = None
     checkouts: dict[str, float] = field(default_factory=dict)
+    thread_kinds: dict[str, float] = field(default_factory=dict)  # kind -> threads (see the module's doc)
+
+
+@dataclass
+class Scraped:
+    """What one service's /metrics says about its own resources."""
+
+    tasks: float | None = None
+    checkouts: dict[str, float] = field(default_factory=dict)
+    threads: dict[str, float] = field(default_factory=dict)  # Python threads by name
 
 
 def proc_figures(pids: list[int], pss: bool = False) -> tuple[float, int, int] | None:
@@ -57,19 +77,40 @@ def proc_figures(pids: list[int], pss: bool = False) -> tuple[float, int, int] |
     return (rss / 2**20, fds, threads) if seen else None
 
 
-def scrape(port: int) -> tuple[float | None, dict[str, float]]:
-    """python_asyncio_tasks and db_client_connections_checked_out{pool} from one /metrics."""
+def native_thread_kinds(pid: int) -> Counter[str]:
+    """The process's threads by their ``comm`` name, those named like the process itself included."""
+    kinds: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kinds[(task / "comm").read_text().strip()] += 1
+        except OSError:
+            continue  # a thread that ended between listing and reading
+    return kinds
+
+
+def thread_kinds(pid: int, python_threads: dict[str, float]) -> dict[str, float]:
+    """Native threads by comm name; the process's own name replaced by its Python threads' names when
+    its /metrics gave them."""
+    native = native_thread_kinds(pid)
+    if python_threads:
+        native.pop(Path(f"/proc/{pid}/comm").read_text().strip(), None)
+    return {**native, **{PYTHON_KIND + name: n for name, n in python_threads.items()}}
+
+
+def scrape(port: int) -> Scraped:
+    """python_asyncio_tasks, python_threads{name} and db_client_connections_checked_out{pool}."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    tasks: float | None = None
-    checkouts: dict[str, float] = {}
+    found = Scraped()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == TASKS:
-                tasks = sample.value
+                found.tasks = sample.value
             elif sample.name == CHECKOUTS:
-                checkouts[sample.labels.get("pool", "")] = sample.value
-    return tasks, checkouts
+                found.checkouts[sample.labels.get("pool", "")] = sample.value
+            elif sample.name == THREADS:
+                found.threads[sample.labels.get("name", "")] = sample.value
+    return found
 
 
 class StackSampler:
@@ -101,11 +142,18 @@ class StackSampler:
             figures = proc_figures(pids, pss=name == POSTGRES)
             rss, fds, threads = figures if figures is not None else (None, None, None)
             sample = Sample(t, sagas, name, rss, fds, threads)
+            scraped = Scraped()
             if name in self.metrics_ports:
                 try:
-                    sample.tasks, sample.checkouts = scrape(self.metrics_ports[name])
+                    scraped = scrape(self.metrics_ports[name])
                 except OSError:
                     pass  # left None: the report counts missing scrapes
+            sample.tasks, sample.checkouts = scraped.tasks, scraped.checkouts
+            if name != POSTGRES and figures is not None:
+                try:
+                    sample.thread_kinds = thread_kinds(pids[0], scraped.threads)
+                except OSError:
+                    pass  # the process ended between the two reads
             samples.append(sample)
         return samples
 

@@ -10,18 +10,30 @@
   rate the floor does not move unless something is kept. A leak of even one descriptor per few
   thousand sagas lifts every sample of the last window, so its minimum too: growth = last floor -
   first floor > 0 fails.
+- **Threads: the same, with one exception.** A pool that starts threads only as work arrives and
+  keeps them, up to a fixed maximum, lifts the floor once under a burst and never again: the event
+  loop's default executor (``uvloop_N``/``asyncio_N``, a ``ThreadPoolExecutor`` of at most
+  min(32, cores + 4) threads). Growth passes only when every kind of thread that grew is such a
+  pool and stays within its maximum; growth of any other kind (gRPC's ``event_engine`` pool,
+  which shrinks when idle, an unnamed ``Thread``) fails, and so does growth no kind explains.
 - **p95 drift**: p95 latency of the last window over that of the first, minus one. Fails above 25 %.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 RSS_MB_PER_100K_MAX = 5.0
 P95_DRIFT_MAX = 0.25
 PER_SAGAS = 100_000
+DEFAULT_EXECUTOR_MAX = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default max_workers
+GROW_ONCE_POOLS = {  # thread kind (benchmarks/soak/sampler.py) -> most threads it ever starts
+    "python uvloop": DEFAULT_EXECUTOR_MAX,  # uvloop's default executor
+    "python asyncio": DEFAULT_EXECUTOR_MAX,  # asyncio's
+}
 
 
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -82,3 +94,18 @@ def drift_bar(value: float) -> Bar:
 
 def errors_bar(unexpected: int) -> Bar:
     return Bar("replies not asked for (errors, wrong outcome)", unexpected, "0", unexpected == 0, str(unexpected))
+
+
+def thread_bar(process: str, growth: float, kinds: Mapping[str, tuple[float, float]]) -> Bar:
+    """``growth`` of the thread floor, explained by ``kinds`` (kind -> first floor, last floor)."""
+    risen = {kind: pair for kind, pair in kinds.items() if pair[1] > pair[0]}
+    within_pools = bool(risen) and all(
+        kind in GROW_ONCE_POOLS and last <= GROW_ONCE_POOLS[kind] for kind, (_, last) in risen.items()
+    )
+    shown = f"{growth:+g}"
+    if growth > 0:
+        shown += " (" + (", ".join(f"{kind} {a:g} → {b:g}" for kind, (a, b) in risen.items()) or "no kind rose") + ")"
+        if within_pools:
+            shown += f"; the event loop's default executor, at most {DEFAULT_EXECUTOR_MAX}"
+    return Bar(f"{process} threads", growth,
+               "no growth, but for a grow-once pool within its maximum", growth <= 0 or within_pools, shown)

@@ -1,14 +1,17 @@
-"""python_asyncio_tasks and db_client_connections_checked_out{pool="sqlalchemy"} move with the real thing."""
+"""The runtime gauges (asyncio tasks, Python threads, pool checkouts) move with the real thing."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from sagascope.common.telemetry import Telemetry, TelemetrySettings
 from sagascope.common.telemetry.metrics import create_metrics
+from sagascope.common.telemetry.runtime_metrics import thread_kind
 from sagascope.order.database import create_engine
 
 
@@ -46,3 +49,25 @@ async def test_sqlalchemy_pool_checkouts_follow_open_connections(tmp_path: Path)
             assert await scrape(telemetry.metrics.registry, "db_client_connections_checked_out", labels) == 1
     finally:
         await engine.dispose()
+
+
+def test_thread_kind_takes_the_pool_number_out() -> None:
+    assert thread_kind("uvloop_3") == "uvloop"
+    assert thread_kind("asyncio_0") == "asyncio"
+    assert thread_kind("ThreadPoolExecutor-0_1") == "ThreadPoolExecutor"
+    assert thread_kind("Thread-2 (serve_forever)") == "Thread (serve_forever)"
+    assert thread_kind("OtelBatchSpanRecordProcessor") == "OtelBatchSpanRecordProcessor"
+    assert thread_kind("MainThread") == "MainThread"
+
+
+async def test_python_threads_counts_a_pool_that_grows() -> None:
+    metrics = create_metrics()
+    labels = {"name": "soak-probe"}
+    assert await scrape(metrics.registry, "python_threads", labels) is None
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="soak-probe") as pool:
+        for _ in range(3):
+            pool.submit(release.wait)
+        assert await scrape(metrics.registry, "python_threads", labels) == 3
+        release.set()
+    assert await scrape(metrics.registry, "python_threads", {"name": "MainThread"}) == 1

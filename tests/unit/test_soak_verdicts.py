@@ -100,3 +100,31 @@ def test_postgresql_is_judged_on_its_processes_not_its_buffers_or_file_cache() -
     found = {bar.subject for bar in analysis.bars([row], analysis.LatencyFigures(1, 1, 0, 1, 1), 0, 0)}
     assert "postgres threads" in found
     assert not {"postgres RSS", "postgres descriptors", "postgres asyncio tasks"} & found
+
+
+def with_threads(samples: list[Sample], grown_kind: str, by: int, from_minute: float) -> list[Sample]:
+    """Name every sample's threads; ``by`` more of ``grown_kind`` from ``from_minute`` on."""
+    for sample in samples:
+        extra = by if sample.t >= from_minute * 60 else 0
+        kinds = {"python MainThread": 1.0, "python uvloop": 1.0, "event_engine": 4.0, "grpc_global_tim": 1.0}
+        kinds[grown_kind] = kinds.get(grown_kind, 0.0) + extra
+        sample.thread_kinds = kinds
+        sample.threads = int(sum(kinds.values())) + 5
+    return samples
+
+
+def test_threads_may_grow_only_in_the_loops_default_executor_within_its_maximum() -> None:
+    flat = order_bars(with_threads(series(30, rss=0, fds=0, tasks=0), "python uvloop", 0, 0))["order threads"]
+    assert flat.passed and flat.value == 0
+    executor = order_bars(with_threads(series(30, rss=0, fds=0, tasks=0), "python uvloop", 1, 15))["order threads"]
+    assert executor.passed and executor.value == 1 and "python uvloop 1 → 2" in executor.shown
+    beyond = verdicts.DEFAULT_EXECUTOR_MAX  # one more than the pool may ever have
+    flood = order_bars(with_threads(series(30, rss=0, fds=0, tasks=0), "python uvloop", beyond, 15))
+    assert not flood["order threads"].passed
+    for other in ("event_engine", "python Thread", "python ThreadPoolExecutor"):
+        grown = order_bars(with_threads(series(30, rss=0, fds=0, tasks=0), other, 1, 15))["order threads"]
+        assert not grown.passed, other
+    unexplained = series(30, rss=0, fds=0, tasks=0)
+    for sample in unexplained:
+        sample.threads = 12 + (1 if sample.t >= 15 * 60 else 0)  # grew, and no kind names it
+    assert not order_bars(unexplained)["order threads"].passed

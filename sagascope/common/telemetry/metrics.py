@@ -226,7 +226,7 @@ class Metrics:
     client: RpcMetrics
     resilience: ResilienceMetrics
     login: LoginMetrics
-    runtime: RuntimeMetrics  # python_asyncio_tasks, db_client_connections_checked_out (runtime_metrics.py)
+    runtime: RuntimeMetrics  # python_asyncio_tasks, python_threads, db_client_connections_checked_out
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:

@@ -1,10 +1,15 @@
-"""Runtime gauges a leak shows up in first: the event loop's tasks and the database pools' checkouts.
+"""Runtime gauges a leak shows up in first: the event loop's tasks, the Python threads by name and
+the database pools' checkouts.
 
-The Prometheus process collector already gives RSS, open descriptors and threads; these two are
+The Prometheus process collector already gives RSS, open descriptors and a thread count; these are
 the Python service's own resources, read at scrape time (nothing runs on the request path except
 the MongoDB listener's two integer updates per checkout):
 
 - ``python_asyncio_tasks`` — unfinished tasks of the service's event loop.
+- ``python_threads{name}`` — the interpreter's threads by name with the numbering taken out
+  (``uvloop_3`` -> ``uvloop``, ``Thread-2 (serve_forever)`` -> ``Thread (serve_forever)``), so a
+  count that grows says which pool grew. Threads the C extensions start (gRPC's event engine,
+  libuv's workers) are not Python threads: ``/proc/<pid>/task/*/comm`` names those.
 - ``db_client_connections_checked_out{pool}`` — connections a pool has lent out right now
   (``pool`` = ``sqlalchemy`` for the order service's engine, ``pymongo`` for the payment
   service's client).
@@ -17,7 +22,9 @@ comment in asyncio/tasks.py), and the pool counters are plain integers read unde
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -44,6 +51,27 @@ class AsyncioTasksCollector(Collector):
             "python_asyncio_tasks", "Unfinished asyncio tasks of the service's event loop (count of tasks).",
             value=tasks,
         )
+
+
+_NUMBERING = re.compile(r"-\d+(?:_\d+)?|_\d+$")  # Thread-3, ThreadPoolExecutor-0_1, uvloop_0
+
+
+def thread_kind(name: str) -> str:
+    """A thread's name without the number its pool gave it."""
+    return _NUMBERING.sub("", name)
+
+
+class ThreadsCollector(Collector):
+    """``python_threads{name}``: ``threading.enumerate()`` counted by :func:`thread_kind`."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "python_threads", "Python threads alive, by name without its pool number (count of threads).",
+            labels=("name",),
+        )
+        for kind, count in sorted(Counter(thread_kind(t.name) for t in threading.enumerate()).items()):
+            family.add_metric([kind], count)
+        yield family
 
 
 class PoolCheckoutsCollector(Collector):
@@ -101,13 +129,14 @@ class MongoCheckoutCounter(monitoring.ConnectionPoolListener):
 
 
 class RuntimeMetrics:
-    """Both gauges in one service's registry: the pools from the start, the loop once it runs."""
+    """The gauges in one service's registry: threads and pools from the start, the loop once it runs."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pools = PoolCheckoutsCollector()
         registry.register(self.pools)
+        registry.register(ThreadsCollector())
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Count ``loop``'s tasks from now on (the first loop only: a service runs one)."""
