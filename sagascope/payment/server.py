@@ -35,6 +35,7 @@ class PaymentApp:
             settings.mongo_url,
             server_selection_timeout_ms=selection_ms,
             max_idle_ms=int(settings.mongo_max_idle_seconds * 1000),
+            socket_timeout_ms=int(settings.mongo_socket_timeout_seconds * 1000),
             event_listeners=[telemetry.mongo_pool_listener()] if telemetry else (),
         )
         self.store = PaymentStore.for_database(self._mongo, settings.mongo_db)

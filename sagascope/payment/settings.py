@@ -9,6 +9,7 @@
 | `PAYMENT_MONGO_DB` | `payments` | database holding the `payments` collection |
 | `PAYMENT_MONGO_CONNECT_TIMEOUT_SECONDS` | `30` | start-up retries MongoDB this long, then fails |
 | `PAYMENT_MONGO_MAX_IDLE_SECONDS` | `60` | a pooled MongoDB connection idle this long is closed |
+| `PAYMENT_MONGO_SOCKET_TIMEOUT_SECONDS` | `10` | one MongoDB round trip gives up after this long |
 | `PAYMENT_LIMIT_MAJOR` | `1000` | largest charge in whole currency units; above it: DECLINED |
 | `PAYMENT_JWKS_URL` | `http://127.0.0.1:8081/.well-known/jwks.json` | identity's JWKS (token keys) |
 | `PAYMENT_JWT_ISSUER` | `sagascope-identity` | required `iss` claim |
@@ -49,6 +50,9 @@ class PaymentSettings:
     # PyMongo keeps every connection a burst opened (up to maxPoolSize) unless told to close idle
     # ones; the 60-minute soak saw payment hold 39 more sockets after two latency spikes.
     mongo_max_idle_seconds: float = 60.0
+    # A store operation outlives a caller that gave up (payment/store.py), so something else must
+    # end it when MongoDB never answers: PyMongo waits for a reply forever by default.
+    mongo_socket_timeout_seconds: float = 10.0
     limit_major: int = 1000
     faults: FaultSettings = field(default_factory=FaultSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
@@ -65,6 +69,7 @@ class PaymentSettings:
             raise ConfigError(f"PAYMENT_LIMIT_MAJOR must be a positive whole number, got {limit_major}")
         connect_timeout = env_positive_float("PAYMENT_MONGO_CONNECT_TIMEOUT_SECONDS", 30.0)
         max_idle = env_positive_float("PAYMENT_MONGO_MAX_IDLE_SECONDS", 60.0)
+        socket_timeout = env_positive_float("PAYMENT_MONGO_SOCKET_TIMEOUT_SECONDS", 10.0)
         return cls(
             auth=AuthSettings.from_env("PAYMENT"),
             host=env_str("PAYMENT_HOST", "127.0.0.1"),
@@ -74,6 +79,7 @@ class PaymentSettings:
             mongo_db=env_str("PAYMENT_MONGO_DB", "payments"),
             mongo_connect_timeout_seconds=connect_timeout,
             mongo_max_idle_seconds=max_idle,
+            mongo_socket_timeout_seconds=socket_timeout,
             limit_major=limit_major,
             faults=FaultSettings.from_env(),
             tls=TlsSettings.from_env("PAYMENT"),

@@ -32,15 +32,29 @@ matching documents, then writes each back by ``_id`` without checking the filter
 again, so concurrent updates with the same filter all succeed, the last writer
 winning. Refunds therefore do not rely on the filter ``status: CHARGED`` alone
 (:meth:`PaymentStore.mark_refunded`).
+
+Every store operation runs to its end even when its caller is cancelled (:func:`driver_operation`).
+On Python 3.11 a task cancelled twice while PyMongo waits for a server (``asyncio.wait_for`` around
+its topology condition) leaves wait_for before the condition has taken the topology lock back: the
+``async with`` then fails ("Lock is not acquired") and the lock stays held by a task that has ended,
+so every later operation of that client waits forever. gRPC cancels a handler when its caller's
+deadline passes, and under load that happened twice: the chaos campaign's seed 42 at 24 in flight
+wedged payment for good (benchmarks/chaos/FINDINGS.md §6). This is CPython's python/cpython#86766
+(a Condition waited on through ``wait_for``); Python 3.12's ``wait_for`` has no inner task and
+cannot do it. The service image runs 3.12, this machine and CI 3.11. A caller that gives
+up gets its CancelledError at once; the driver's operation finishes in the background, bounded by
+``socketTimeoutMS`` and the server selection timeout, and a write's effect is what an idempotent
+retry reads back (as after any lost reply).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -63,6 +77,27 @@ class MongoUnavailable(RuntimeError):
 
 Document = dict[str, Any]
 MongoClient = AsyncMongoClient[Document]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """An operation nobody awaits any more: read its outcome so asyncio does not warn about it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("MongoDB operation finished after its caller gave up: %r", task.exception())
+
+
+def driver_operation(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Run ``method`` in a task of its own, shielded from its caller's cancellation (see the module's
+    doc: a twice-cancelled PyMongo call can wedge the client on Python 3.11)."""
+
+    @functools.wraps(method)
+    async def shielded(*args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    return shielded
 
 
 def connect(
@@ -70,13 +105,15 @@ def connect(
     *,
     server_selection_timeout_ms: int = 5000,
     max_idle_ms: int | None = None,
+    socket_timeout_ms: int | None = None,
     event_listeners: Sequence[ConnectionPoolListener] = (),
 ) -> MongoClient:
     """A client that decodes dates as aware UTC datetimes (the driver connects lazily, on first use);
-    ``max_idle_ms`` closes pooled connections idle that long (None: PyMongo's default, never)."""
+    ``max_idle_ms`` closes pooled connections idle that long (None: PyMongo's default, never);
+    ``socket_timeout_ms`` bounds one round trip (None: PyMongo's default, no bound)."""
     return AsyncMongoClient(
         url, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms, maxIdleTimeMS=max_idle_ms,
-        event_listeners=list(event_listeners),
+        socketTimeoutMS=socket_timeout_ms, event_listeners=list(event_listeners),
     )
 
 
@@ -155,14 +192,17 @@ class PaymentStore:
         """Idempotent; run at start-up before the service reports SERVING."""
         await self._collection.create_index("idempotency_key", unique=True, name=IDEMPOTENCY_INDEX)
 
+    @driver_operation
     async def get(self, payment_id: str) -> Payment | None:
         document = await self._collection.find_one({"_id": payment_id})
         return from_document(document) if document else None
 
+    @driver_operation
     async def find_by_idempotency_key(self, key: str) -> Payment | None:
         document = await self._collection.find_one({"idempotency_key": key})
         return from_document(document) if document else None
 
+    @driver_operation
     async def insert_or_get(self, payment: Payment) -> Payment:
         """Insert ``payment``; if its idempotency key is taken, return the payment holding it.
 
@@ -177,6 +217,7 @@ class PaymentStore:
                 raise
             return existing
 
+    @driver_operation
     async def mark_refunded(
         self, payment_id: str, reason: str, refund_idempotency_key: str
     ) -> Payment | None:

@@ -71,10 +71,11 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_nx27017(tmp_path: Path) -> AsyncIterator[str]:
-    """Start nx-27017 with its files in ``tmp_path``; yield its ``mongodb://`` URL; stop it."""
+async def running_nx27017(tmp_path: Path, port: int | None = None) -> AsyncIterator[str]:
+    """Start nx-27017 with its files in ``tmp_path`` (on ``port``, or a free one); yield its
+    ``mongodb://`` URL; stop it."""
     await asyncio.to_thread(tmp_path.mkdir, parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_file = tmp_path / "nx-27017.log"
     command = [
         *_nx27017_command(),
