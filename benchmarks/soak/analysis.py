@@ -3,7 +3,9 @@
 Windows (on the steady phase's clock, seconds): the warm-up ``[0, W)`` is left out of every
 verdict; the *first* window is ``[W, W + w)`` and the *last* ``[T - w, T]``, with ``w`` the
 configured window (5 min) or half of what is left after the warm-up, whichever is shorter, so
-the two never overlap.
+the two never overlap. After ``T`` the load stops and sampling goes on for a cool-down: samples
+from ``T + COOLDOWN_SETTLE_S`` on are the *idle* window, where a pool that grew with the load has
+given its extra threads back (gRPC reclaims an extra event-engine thread idle for 20 s).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from benchmarks.soak import verdicts
 from benchmarks.soak.load import Reply
 from benchmarks.soak.sampler import POSTGRES, Sample
 from benchmarks.soak.verdicts import Bar
+
+COOLDOWN_SETTLE_S = 25.0  # gRPC's idle-thread limit (20 s) and one sample's slack
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Windows:
     def steady(self, t: float) -> bool:
         return self.warmup_s <= t <= self.end_s
 
+    def idle(self, t: float) -> bool:
+        return t >= self.end_s + COOLDOWN_SETTLE_S
+
 
 @dataclass(frozen=True)
 class ProcessFigures:
@@ -48,7 +55,7 @@ class ProcessFigures:
     rss_first: float  # mean of the first window, MB
     rss_last: float
     floors: dict[str, tuple[float, float]]  # fds / threads / tasks / checkouts -> (first floor, last floor)
-    thread_kinds: dict[str, tuple[float, float]]  # kind of thread -> (first floor, last floor)
+    thread_kinds: dict[str, tuple[float, float, float]]  # kind of thread -> first, last, idle floor
     checkouts_max: float
     pools: str
 
@@ -80,13 +87,14 @@ def process_figures(samples: list[Sample], windows: Windows) -> list[ProcessFigu
             what: (_floor([read(s) for s in first]), _floor([read(s) for s in last]))
             for what, read in readers.items()
         }
-        kinds = dict.fromkeys(kind for s in first + last for kind in s.thread_kinds)
+        idle = [s for s in mine if windows.idle(s.t)]
+        kinds = dict.fromkeys(kind for s in first + last + idle for kind in s.thread_kinds)
         # A kind absent from a sample that names its threads had none then.
-        named_first = [s for s in first if s.thread_kinds]
-        named_last = [s for s in last if s.thread_kinds]
+        named = [[s for s in window if s.thread_kinds] for window in (first, last, idle)]
         thread_kinds = {
-            kind: (_floor([s.thread_kinds.get(kind, 0) for s in named_first]),
-                   _floor([s.thread_kinds.get(kind, 0) for s in named_last]))
+            kind: (_floor([s.thread_kinds.get(kind, 0) for s in named[0]]),
+                   _floor([s.thread_kinds.get(kind, 0) for s in named[1]]),
+                   _floor([s.thread_kinds.get(kind, 0) for s in named[2]]))
             for kind in kinds
         }
         rows.append(ProcessFigures(

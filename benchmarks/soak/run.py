@@ -7,7 +7,8 @@
    services' fault header honoured.
 2. Capacity: a closed-loop CreateOrder phase at 16 in flight (the bench's ``bench_create_order``).
 3. The steady phase: an open loop at ``--load-fraction`` (half) of that capacity with the mix of
-   load.py, while sampler.py reads every process every ``--interval`` seconds.
+   load.py, while sampler.py reads every process every ``--interval`` seconds; then
+   ``--cooldown-seconds`` (45) with no load, still sampled (threads a pool gives back when idle).
 4. Verdicts (analysis.py, verdicts.py), the report (SOAK_REPORT, default benchmarks/soak/REPORT.md),
    the plot (SOAK_PLOT, default benchmarks/soak/soak.png) and the raw figures
    (benchmarks/out/soak/soak.json). Exit 0 when every bar holds, 1 when one fails, 2 when the soak
@@ -83,6 +84,9 @@ async def soak(args: argparse.Namespace, database_url: str) -> report.Soak:
             sampling = asyncio.create_task(every(args.interval, sampler, started, load.answered, samples, stop))
             progress = asyncio.create_task(_progress(load, started))
             await load.run(seconds)
+            # No load, still sampling: a pool that sized itself to the load gives its threads back
+            # when idle (gRPC's event engine after 20 s); a leak does not (verdicts.py).
+            await asyncio.sleep(args.cooldown_seconds)
             stop.set()
             progress.cancel()
             await sampling
@@ -141,6 +145,8 @@ def main() -> int:
     parser.add_argument("--window-minutes", type=float, default=5,
                         help="first and last window (shortened to half the post-warm-up time if need be)")
     parser.add_argument("--interval", type=float, default=10, help="seconds between samples")
+    parser.add_argument("--cooldown-seconds", type=float, default=analysis.COOLDOWN_SETTLE_S + 20,
+                        help="idle sampling after the load stops (threads a pool gives back)")
     parser.add_argument("--capacity-requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16, help="in flight while measuring capacity")
     parser.add_argument("--load-fraction", type=float, default=0.5, help="steady rate as a share of capacity")

@@ -102,15 +102,20 @@ def test_postgresql_is_judged_on_its_processes_not_its_buffers_or_file_cache() -
     assert not {"postgres RSS", "postgres descriptors", "postgres asyncio tasks"} & found
 
 
-def with_threads(samples: list[Sample], grown_kind: str, by: int, from_minute: float) -> list[Sample]:
-    """Name every sample's threads; ``by`` more of ``grown_kind`` from ``from_minute`` on."""
-    for sample in samples:
-        extra = by if sample.t >= from_minute * 60 else 0
+def with_threads(samples: list[Sample], grown_kind: str, by: int, from_minute: float,
+                 back_when_idle: bool = False) -> list[Sample]:
+    """Name every sample's threads; ``by`` more of ``grown_kind`` from ``from_minute`` on; then a
+    minute of idle samples after the load, where the growth is gone if ``back_when_idle``."""
+    last = samples[-1]
+    idle = [Sample(last.t + k * INTERVAL_S, last.sagas, last.process, last.rss_mb, last.fds, 0,
+                   tasks=last.tasks, checkouts=dict(last.checkouts)) for k in range(1, 7)]
+    for sample in [*samples, *idle]:
+        grown = sample.t >= from_minute * 60 and not (back_when_idle and sample in idle)
         kinds = {"python MainThread": 1.0, "python uvloop": 1.0, "event_engine": 4.0, "grpc_global_tim": 1.0}
-        kinds[grown_kind] = kinds.get(grown_kind, 0.0) + extra
+        kinds[grown_kind] = kinds.get(grown_kind, 0.0) + (by if grown else 0)
         sample.thread_kinds = kinds
         sample.threads = int(sum(kinds.values())) + 5
-    return samples
+    return [*samples, *idle]
 
 
 def test_threads_may_grow_only_in_the_loops_default_executor_within_its_maximum() -> None:
@@ -124,6 +129,9 @@ def test_threads_may_grow_only_in_the_loops_default_executor_within_its_maximum(
     for other in ("event_engine", "python Thread", "python ThreadPoolExecutor"):
         grown = order_bars(with_threads(series(30, rss=0, fds=0, tasks=0), other, 1, 15))["order threads"]
         assert not grown.passed, other
+        given_back = with_threads(series(30, rss=0, fds=0, tasks=0), other, 1, 15, back_when_idle=True)
+        elastic = order_bars(given_back)["order threads"]
+        assert elastic.passed and "back to" in elastic.shown, other
     unexplained = series(30, rss=0, fds=0, tasks=0)
     for sample in unexplained:
         sample.threads = 12 + (1 if sample.t >= 15 * 60 else 0)  # grew, and no kind names it
