@@ -61,6 +61,7 @@ def directory_mb(path: Path) -> float:
 
 async def soak(args: argparse.Namespace, database_url: str) -> report.Soak:
     started_at = datetime.now(UTC)
+    revision = commit()  # now: the run writes the tracked plot, which would read as "-dirty" later
     load_start = os.getloadavg()
     state = SOAK_OUT / "stack"
     stack = make_stack(state, database_url, True, None, order_replicas=args.order_replicas, extra_env=STACK_ENV)
@@ -114,7 +115,7 @@ async def soak(args: argparse.Namespace, database_url: str) -> report.Soak:
     plot.plot(samples, p95_minutes, windows.warmup_s, args.plot,
               f"sagascope soak, {args.minutes:g} min at {rate:.0f} req/s, {started_at:%Y-%m-%d %H:%M} UTC")
     return report.Soak(
-        started_at, commit(), args.minutes, windows, args.interval, args.order_replicas, capacity,
+        started_at, revision, args.minutes, windows, args.interval, args.order_replicas, capacity,
         args.load_fraction, rate, load.scheduled, load.dropped, load.late, load.answered[0], load.outcomes,
         unexpected, latency, p95_minutes, rows,
         analysis.bars(rows, latency, sum(unexpected.values()), load.dropped),
