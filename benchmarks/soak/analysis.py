@@ -65,6 +65,12 @@ def _floor(values: Sequence[float | None]) -> float:
     return min(present) if present else math.nan
 
 
+def _floors3(windows: list[list[float]]) -> tuple[float, float, float]:
+    """The floors of the first, last and idle windows."""
+    first, last, idle = (_floor(list(window)) for window in windows)
+    return first, last, idle
+
+
 def _mean(values: Sequence[float | None]) -> float:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else math.nan
@@ -92,10 +98,7 @@ def process_figures(samples: list[Sample], windows: Windows) -> list[ProcessFigu
         # A kind absent from a sample that names its threads had none then.
         named = [[s for s in window if s.thread_kinds] for window in (first, last, idle)]
         thread_kinds = {
-            kind: (_floor([s.thread_kinds.get(kind, 0) for s in named[0]]),
-                   _floor([s.thread_kinds.get(kind, 0) for s in named[1]]),
-                   _floor([s.thread_kinds.get(kind, 0) for s in named[2]]))
-            for kind in kinds
+            kind: _floors3([[s.thread_kinds.get(kind, 0) for s in window] for window in named]) for kind in kinds
         }
         rows.append(ProcessFigures(
             process,
