@@ -14,16 +14,18 @@ Tokens and passwords never reach a log line or an error message.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
 import ssl
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import grpc
 import jwt
 
@@ -122,7 +124,7 @@ class JwksCache:
         self._timeout = timeout_seconds
         self._clock = clock
         # https JWKS URLs are verified against the service's CA (and get its client certificate).
-        self._ssl: ssl.SSLContext | bool = client_ssl_context(tls) or True
+        self._ssl: ssl.SSLContext | None = client_ssl_context(tls)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last attempt, successful or not
@@ -158,13 +160,10 @@ class JwksCache:
         self._attempted_at = self._clock()
         self.fetch_count += 1
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session,
-                session.get(self.jwks_url, headers={"Accept": "application/json"}, ssl=self._ssl) as response,
-            ):
-                response.raise_for_status()
-                document = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            document = await asyncio.wait_for(
+                asyncio.to_thread(_get_json, self.jwks_url, self._ssl, self._timeout), self._timeout
+            )
+        except (OSError, http.client.HTTPException, TimeoutError, ValueError) as exc:
             log.warning("could not fetch JWKS from %s: %s", self.jwks_url, exc)
             if not self._keys:
                 raise Unavailable(f"cannot fetch the token signing keys from {self.jwks_url}") from None
@@ -178,6 +177,30 @@ class JwksCache:
         self._keys = keys
         self._fetched_at = self._clock()
         log.info("fetched JWKS from %s: kids %s", self.jwks_url, sorted(self._keys))
+
+
+# A JWKS is a few KB; more than this is not one.
+_MAX_JWKS_BYTES = 1 << 20
+# No proxy from the environment (http_proxy ...): the JWKS is fetched from identity directly.
+_DIRECT = urllib.request.ProxyHandler({})
+
+
+def _get_json(url: str, context: ssl.SSLContext | None, timeout: float) -> Any:
+    """GET ``url`` as JSON, in a worker thread (a fetch every few minutes at most).
+
+    The standard library rather than an async HTTP client: this is the only HTTP request the order
+    and payment services make, and aiohttp's import alone cost each of them ~9 MB of resident memory.
+    ``context`` None verifies https against the system's CAs.
+    """
+    handlers: list[urllib.request.BaseHandler] = [_DIRECT]
+    if url.startswith("https://"):
+        handlers.append(urllib.request.HTTPSHandler(context=context or ssl.create_default_context()))
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.build_opener(*handlers).open(request, timeout=timeout) as response:
+        body = response.read(_MAX_JWKS_BYTES + 1)
+    if len(body) > _MAX_JWKS_BYTES:
+        raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
+    return json.loads(body)
 
 
 def _parse_jwks(document: Any, url: str) -> dict[str, jwt.PyJWK]:

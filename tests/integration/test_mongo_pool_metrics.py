@@ -9,7 +9,7 @@ from pathlib import Path
 from pymongo import monitoring
 
 from sagascope.common.telemetry import Telemetry, TelemetrySettings
-from sagascope.common.telemetry.runtime_metrics import MongoCheckoutCounter
+from sagascope.common.telemetry.mongo_pool import MongoCheckoutCounter
 from sagascope.payment.store import connect
 from tests.support.mongo import running_nx27017
 

@@ -55,7 +55,7 @@ from sagascope.common.telemetry.tracing import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from sagascope.common.telemetry.runtime_metrics import MongoCheckoutCounter
+    from sagascope.common.telemetry.mongo_pool import MongoCheckoutCounter
 
 __all__ = [
     "ResilienceEvents",
@@ -160,7 +160,7 @@ class Telemetry:
 
     def mongo_pool_listener(self) -> MongoCheckoutCounter:
         """A PyMongo pool listener for the client (``event_listeners=[...]``) that feeds
-        ``db_client_connections_checked_out{pool="pymongo"}`` (runtime_metrics.py)."""
+        ``db_client_connections_checked_out{pool="pymongo"}`` (mongo_pool.py)."""
         return self.metrics.runtime.pymongo_pool()
 
     def _instrument_once(self, instrumentor: Any, **options: Any) -> None:

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pymongo import monitoring
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from sagascope.common.telemetry.mongo_pool import MongoCheckoutCounter
 
 PoolReader = Callable[[], int | None]  # None: this pool cannot say (the sample is left out)
 
@@ -100,34 +101,6 @@ class PoolCheckoutsCollector(Collector):
         yield family
 
 
-class MongoCheckoutCounter(monitoring.ConnectionPoolListener):
-    """PyMongo's pool events, folded into one number: connections checked out minus checked in.
-
-    Pass it to the client (``event_listeners=[counter]``); a pool cleared or closed while
-    connections are out still checks each of them in, so the count returns to zero.
-    """
-
-    def __init__(self) -> None:
-        self.checked_out = 0
-
-    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
-        self.checked_out += 1
-
-    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
-        self.checked_out -= 1
-
-    # The rest of the interface: nothing to count.
-    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None: ...
-    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None: ...
-    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None: ...
-    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None: ...
-    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None: ...
-    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None: ...
-    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None: ...
-    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None: ...
-    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None: ...
-
-
 class RuntimeMetrics:
     """The gauges in one service's registry: threads and pools from the start, the loop once it runs."""
 
@@ -156,6 +129,10 @@ class RuntimeMetrics:
 
     def pymongo_pool(self, pool: str = "pymongo") -> MongoCheckoutCounter:
         """A listener to hand to the client (``event_listeners=[...]``), counted under ``pool``."""
+        # Imported here: only the payment service talks to MongoDB, and PyMongo costs the
+        # others ~6 MB of resident memory for nothing.
+        from sagascope.common.telemetry.mongo_pool import MongoCheckoutCounter
+
         counter = MongoCheckoutCounter()
         self.pools.add(pool, lambda: counter.checked_out)
         return counter
