@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import json
 import os
@@ -468,10 +467,12 @@ def _floor_section(rounds: dict[str, list[Phase]]) -> str:
 
 @dataclass
 class LayerProfile:
-    """One telemetry-on saga phase with py-spy on every service: busy samples per process and layer."""
+    """One telemetry-on saga phase with py-spy on every service: CPU per process and layer."""
 
     phase: Phase
-    samples: dict[str, dict[str, int]]  # process group -> layer -> samples
+    # process group -> layer -> CPU seconds (each thread's kernel-charged CPU split by its samples)
+    samples: dict[str, dict[str, float]]
+    sampled: dict[str, int]  # process group -> busy py-spy samples
 
     def ms_per_saga(self) -> dict[str, dict[str, float]]:
         """Each layer's share of a process's samples times that process's CPU per saga."""
@@ -494,12 +495,14 @@ def _layers_section(profile: LayerProfile | None) -> str:
             rows.append(f"| {layer} | " + " | ".join(f"{v:.2f}" for v in values) + f" | **{sum(values):.2f}** |")
     cpu = [profile.phase.cpu_ms.get(g, 0.0) for g in groups]
     rows.append("| **process CPU per saga** | " + " | ".join(f"**{v:.2f}**" for v in cpu) + f" | **{sum(cpu):.2f}** |")
-    samples = ", ".join(f"{g} {sum(profile.samples[g].values())}" for g in groups)
+    samples = ", ".join(f"{g} {profile.sampled.get(g, 0)}" for g in groups)
     return "\n".join([
         "py-spy at 200 Hz (`--nonblocking`, on-CPU threads) on every service during one more telemetry-on saga "
         f"phase ({profile.phase.requests} sagas, {profile.phase.throughput:.0f}/s while sampled; busy samples: "
-        f"{samples}); each sample given to its innermost frame's layer (`benchmarks/layers.py`), the layer's share "
-        "of a process's samples times that process's measured CPU per saga, ms:",
+        f"{samples}); each sample given to its innermost frame's layer (`benchmarks/layers.py`), each thread's "
+        "CPU as the kernel charged it (`/proc/<pid>/task/*/stat`) split over its samples' layers — gRPC core's own "
+        "threads, which py-spy cannot see, go to the native layer — and the layer's share of the process times its "
+        "measured CPU per saga, ms:",
         "",
         head, *rows,
         "",
@@ -657,7 +660,8 @@ def median_run(runs: list[Phase]) -> Phase:
 
 async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerProfile:
     """One more telemetry-on saga phase, every service (and nx-27017) under py-spy."""
-    samples: dict[str, dict[str, int]] = {}
+    samples: dict[str, dict[str, float]] = {}
+    sampled: dict[str, int] = {}
 
     async def body(stack: LocalStack) -> list[Phase]:
         await bench_create_order("warm-up", stack, args.warmup, args.concurrency, 0)
@@ -670,17 +674,20 @@ async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerPr
         for name, path in files.items():
             group = "order" if name.startswith("order") else name
             counts = samples.setdefault(group, {})
-            found = layers.layer_counts(path.read_text().splitlines())
+            per_thread = layers.thread_layer_counts(path.read_text().splitlines())
+            sampled[group] = sampled.get(group, 0) + sum(sum(c.values()) for c in per_thread.values())
+            thread_cpu = {int(k): v for k, v in json.loads((path.parent / f"threads-{name}.json").read_text()).items()}
+            found = layers.cpu_weighted(per_thread, thread_cpu)
             if group == "mongo":  # nx-27017 is the MongoDB server: all of its work is the MongoDB layer
-                found = collections.Counter({"MongoDB": sum(found.values())})
-            for layer, n in found.items():
-                counts[layer] = counts.get(layer, 0) + n
+                found = {"MongoDB": sum(found.values())}
+            for layer, seconds in found.items():
+                counts[layer] = counts.get(layer, 0.0) + seconds
         print(f"  {phase}", flush=True)
         return [phase]
 
     print("bench: profiling by layer (py-spy on every service, telemetry on)", flush=True)
     (phase,) = await run_phase_stack("layers", database_url, True, False, body, args.whatif, args.order_replicas)
-    return LayerProfile(phase, samples)
+    return LayerProfile(phase, samples, sampled)
 
 
 async def bench_round(args: argparse.Namespace, database_url: str, durable_url: str | None) -> dict[str, Phase]:

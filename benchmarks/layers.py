@@ -17,8 +17,11 @@ CPU; a sample belongs to the innermost frame whose package is known:
   it — and grpcio's poller thread (gRPC core's completion queue, in C);
 - **other**: everything else (stdlib, cryptography, ...).
 
-The shares are of the samples py-spy saw; multiplied by the process's CPU per request (psutil)
-they become milliseconds. Threads with no Python frames (gRPC core's own) are not sampled.
+Each thread's CPU as the kernel charged it (``/proc/<pid>/task/*/stat``) is split over the layers of
+that thread's samples (:func:`cpu_weighted`): py-spy's on-CPU test is approximate, and counted
+grpcio's blocked poller thread busy. Threads with no Python frames (gRPC core's own) are not sampled;
+their CPU goes to the native layer. The shares, multiplied by the process's CPU per request
+(psutil), become milliseconds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +76,17 @@ def layer_of(frames: Sequence[str]) -> str:
 def layer_counts(lines: Iterable[str]) -> collections.Counter[str]:
     """py-spy ``--format raw`` lines -> busy samples per layer (idle waits left out)."""
     counts: collections.Counter[str] = collections.Counter()
+    for per_thread in thread_layer_counts(lines).values():
+        counts.update(per_thread)
+    return counts
+
+
+_THREAD_ID = re.compile(r"^thread \((\d+)\)")
+
+
+def thread_layer_counts(lines: Iterable[str]) -> dict[int | None, collections.Counter[str]]:
+    """Busy samples per layer for each OS thread id (None when py-spy did not print one)."""
+    counts: dict[int | None, collections.Counter[str]] = {}
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack or not count.isdigit():
@@ -77,11 +94,54 @@ def layer_counts(lines: Iterable[str]) -> collections.Counter[str]:
         thread, *frames = stack.split(";")
         if not frames or any(leaf in frames[-1] for leaf in IDLE_LEAVES) or any(t in thread for t in IDLE_THREADS):
             continue
-        counts[NATIVE if any(t in thread for t in GRPC_CORE_THREADS) else layer_of(frames)] += int(count)
+        match = _THREAD_ID.match(thread)
+        tid = int(match.group(1)) if match else None
+        layer = NATIVE if any(t in thread for t in GRPC_CORE_THREADS) else layer_of(frames)
+        counts.setdefault(tid, collections.Counter())[layer] += int(count)
     return counts
 
 
-def shares(counts: Mapping[str, int]) -> dict[str, float]:
+def cpu_weighted(
+    per_thread: Mapping[int | None, Mapping[str, int]], thread_cpu: Mapping[int, float]
+) -> dict[str, float]:
+    """Each thread's real CPU (seconds, from /proc) split over the layers of its samples.
+
+    py-spy's ``--nonblocking`` on-CPU test is approximate: grpcio's poller thread, blocked in gRPC
+    core's completion queue, was counted busy in ~16 % of the order process's samples while the
+    kernel charged it ~1 % of the CPU. Weighting by the kernel's count removes that, and gives the
+    CPU of threads py-spy cannot see (gRPC core's own, no Python frames) to the native layer.
+    """
+    weighted: dict[str, float] = collections.defaultdict(float)
+    for tid, seconds in thread_cpu.items():
+        samples = per_thread.get(tid)
+        total = sum(samples.values()) if samples else 0
+        if not total:
+            weighted[NATIVE] += seconds
+            continue
+        for layer, n in samples.items():  # type: ignore[union-attr]
+            weighted[layer] += seconds * n / total
+    return dict(weighted)
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) each thread of ``pid`` has used so far; {} once it is gone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def shares(counts: Mapping[str, float]) -> dict[str, float]:
     total = sum(counts.values())
     return {name: n / total for name, n in counts.items()} if total else {}
 
@@ -98,7 +158,8 @@ async def recording(
     pids: Mapping[str, int], out_dir: Path, rate: int = 200, gil: bool = False
 ) -> AsyncIterator[dict[str, Path]]:
     """py-spy on each of ``pids`` (name -> pid) while the block runs; yields name -> raw output file
-    in ``out_dir`` (which must exist), written when the block exits. ``gil``: sample only the thread
+    in ``out_dir`` (which must exist), written when the block exits, beside ``threads-<name>.json``
+    (each thread's CPU seconds in the block, by OS thread id). ``gil``: sample only the thread
     holding the GIL (Python work only) instead of every thread on a CPU."""
     command = py_spy()
     files = {name: out_dir / f"py-spy-{name}.txt" for name in pids}
@@ -112,9 +173,15 @@ async def recording(
         for name, pid in pids.items()
     ]
     await asyncio.sleep(1.5)  # py-spy attaches
+    before = {name: thread_cpu_seconds(pid) for name, pid in pids.items()}
     try:
         yield files
     finally:
+        # What the kernel charged each thread while sampled (cpu_weighted reads it back).
+        for name, pid in pids.items():
+            after = thread_cpu_seconds(pid)
+            spent = {tid: t - before[name].get(tid, 0.0) for tid, t in after.items()}
+            (out_dir / f"threads-{name}.json").write_text(json.dumps({str(k): v for k, v in spent.items()}))
         for spy in spies:
             if spy.returncode is None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted

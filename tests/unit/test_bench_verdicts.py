@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.layers import layer_counts, layer_of
+from benchmarks.layers import cpu_weighted, layer_counts, layer_of, shares, thread_layer_counts
 from benchmarks.verdicts import TARGETS, floor_units, median_by_process, verdicts
 
 
@@ -138,3 +138,19 @@ def test_layer_counts_read_py_spy_raw_lines_and_skip_idle_threads() -> None:
         "",
     ]
     assert layer_counts(lines) == {"SQL": 7, "event loop + gRPC core (native)": 3 + 5}
+
+
+def test_layers_are_weighted_by_what_the_kernel_charged_each_thread() -> None:
+    lines = [
+        f"thread (11): MainThread;{RUNNER};{EXECUTOR};{SQLA} 30",
+        f"thread (11): MainThread;{RUNNER} 10",
+        # Blocked in gRPC core, yet counted busy by py-spy: the kernel says it used almost nothing.
+        "thread (12): Thread-1 (_poll_wrapper);Thread.run (/usr/lib/python3.11/threading.py:982) 40",
+    ]
+    per_thread = thread_layer_counts(lines)
+    assert per_thread[11] == {"SQL": 30, "event loop + gRPC core (native)": 10}
+    # thread 13 has no Python frames (gRPC's event engine): its CPU is native.
+    weighted = cpu_weighted(per_thread, {11: 2.0, 12: 0.02, 13: 0.3})
+    assert weighted["SQL"] == pytest.approx(1.5)
+    assert weighted["event loop + gRPC core (native)"] == pytest.approx(0.5 + 0.02 + 0.3)
+    assert shares(weighted)["SQL"] == pytest.approx(1.5 / 2.32)
