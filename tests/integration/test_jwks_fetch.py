@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from sagascope.common.auth import JwksCache
 from sagascope.common.errors import Unavailable
 from sagascope.identity.keys import KeyRing
+from tests.support.http_server import serving
 
 
 class _Endpoint(BaseHTTPRequestHandler):
@@ -38,14 +39,8 @@ class _Endpoint(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Endpoint) as url:
+        yield url
 
 
 async def test_keys_are_fetched_without_the_environments_proxy(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from sagascope.cli.logs_view import LogRow, logs_command, render_logs
 from sagascope.cli.trace_view import SpanRow, render_tree, select_traces, trace_command
+from tests.support.http_server import serving
 
 T1, T2, T3 = "1" * 32, "2" * 32, "3" * 32
 MS = 1_000_000
@@ -141,14 +141,8 @@ def serve_json(routes: dict[str, Any]) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 JAEGER_TRACE = {
