@@ -471,14 +471,14 @@ class LayerProfile:
 
     phase: Phase
     # process group -> layer -> CPU seconds (each thread's kernel-charged CPU split by its samples)
-    samples: dict[str, dict[str, float]]
+    cpu_seconds: dict[str, dict[str, float]]
     sampled: dict[str, int]  # process group -> busy py-spy samples
 
     def ms_per_saga(self) -> dict[str, dict[str, float]]:
-        """Each layer's share of a process's samples times that process's CPU per saga."""
+        """Each layer's share of a process's CPU in the profiled phase times that process's CPU per saga."""
         return {
             group: {layer: share * self.phase.cpu_ms.get(group, 0.0) for layer, share in layers.shares(counts).items()}
-            for group, counts in self.samples.items()
+            for group, counts in self.cpu_seconds.items()
         }
 
 
@@ -660,7 +660,7 @@ def median_run(runs: list[Phase]) -> Phase:
 
 async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerProfile:
     """One more telemetry-on saga phase, every service (and nx-27017) under py-spy."""
-    samples: dict[str, dict[str, float]] = {}
+    cpu_seconds: dict[str, dict[str, float]] = {}
     sampled: dict[str, int] = {}
 
     async def body(stack: LocalStack) -> list[Phase]:
@@ -673,7 +673,7 @@ async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerPr
                                              args.requests, args.concurrency, 0)
         for name, path in files.items():
             group = "order" if name.startswith("order") else name
-            counts = samples.setdefault(group, {})
+            counts = cpu_seconds.setdefault(group, {})
             per_thread = layers.thread_layer_counts(path.read_text().splitlines())
             sampled[group] = sampled.get(group, 0) + sum(sum(c.values()) for c in per_thread.values())
             thread_cpu = {int(k): v for k, v in json.loads((path.parent / f"threads-{name}.json").read_text()).items()}
@@ -687,7 +687,7 @@ async def profile_layers(args: argparse.Namespace, database_url: str) -> LayerPr
 
     print("bench: profiling by layer (py-spy on every service, telemetry on)", flush=True)
     (phase,) = await run_phase_stack("layers", database_url, True, False, body, args.whatif, args.order_replicas)
-    return LayerProfile(phase, samples, sampled)
+    return LayerProfile(phase, cpu_seconds, sampled)
 
 
 async def bench_round(args: argparse.Namespace, database_url: str, durable_url: str | None) -> dict[str, Phase]:

@@ -73,19 +73,12 @@ def layer_of(frames: Sequence[str]) -> str:
     return "other"
 
 
-def layer_counts(lines: Iterable[str]) -> collections.Counter[str]:
-    """py-spy ``--format raw`` lines -> busy samples per layer (idle waits left out)."""
-    counts: collections.Counter[str] = collections.Counter()
-    for per_thread in thread_layer_counts(lines).values():
-        counts.update(per_thread)
-    return counts
-
-
 _THREAD_ID = re.compile(r"^thread \((\d+)\)")
 
 
 def thread_layer_counts(lines: Iterable[str]) -> dict[int | None, collections.Counter[str]]:
-    """Busy samples per layer for each OS thread id (None when py-spy did not print one)."""
+    """py-spy ``--format raw`` lines -> busy samples per layer (idle waits left out), for each OS thread
+    id (None when py-spy did not print one)."""
     counts: dict[int | None, collections.Counter[str]] = {}
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
@@ -113,12 +106,12 @@ def cpu_weighted(
     """
     weighted: dict[str, float] = collections.defaultdict(float)
     for tid, seconds in thread_cpu.items():
-        samples = per_thread.get(tid)
-        total = sum(samples.values()) if samples else 0
+        samples = per_thread.get(tid) or {}
+        total = sum(samples.values())
         if not total:
             weighted[NATIVE] += seconds
             continue
-        for layer, n in samples.items():  # type: ignore[union-attr]
+        for layer, n in samples.items():
             weighted[layer] += seconds * n / total
     return dict(weighted)
 
